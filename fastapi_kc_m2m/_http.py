@@ -1,0 +1,53 @@
+"""Bounded HTTP exchanges with the identity provider: capped body, total deadline, no redirects."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from ._jws import json_object
+from .errors import InvalidToken
+
+__all__ = ["FetchError", "read_json_object"]
+
+
+class FetchError(Exception):
+    """The identity provider's answer could not be used; the message names the reason, never a body."""
+
+
+async def read_json_object(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    *,
+    max_bytes: int,
+    time_limit: float,
+) -> Mapping[str, Any]:
+    """Send ``request`` and return the strict JSON object (RFC 8259) of its 200 response.
+
+    The whole exchange must finish within ``time_limit`` seconds and the body must not exceed
+    ``max_bytes``; redirects are not followed, so a JWKS cannot be moved to another host.
+    """
+    try:
+        async with asyncio.timeout(time_limit):
+            response = await client.send(request, stream=True, follow_redirects=False)
+            try:
+                if response.status_code != 200:
+                    raise FetchError(f"status {response.status_code}")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise FetchError("body too large")
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        raise FetchError("timed out") from None
+    except httpx.HTTPError as exc:
+        raise FetchError(type(exc).__name__) from None
+    try:
+        return json_object(bytes(body))
+    except InvalidToken:
+        raise FetchError("not a JSON object") from None

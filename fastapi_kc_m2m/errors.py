@@ -1,0 +1,76 @@
+"""One exception hierarchy for every refusal, each carrying its RFC 6750 §3.1 error code.
+
+Descriptions are fixed phrases from the RFC 6750 character set: they never carry exception text,
+token contents or internal URLs, so any of them may be shown to a caller as it is.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "IdentityProviderUnavailable",
+    "InsufficientScope",
+    "InvalidRequest",
+    "InvalidToken",
+    "MissingCredentials",
+]
+
+
+class AuthError(Exception):
+    """Base of all refusals: an HTTP status, an RFC 6750 error code and a fixed description."""
+
+    status_code: int = 401
+    error: str | None = None
+    default_description: str = "authentication failed"
+
+    def __init__(self, description: str | None = None) -> None:
+        self.description = description or self.default_description
+        super().__init__(self.description)
+
+
+class MissingCredentials(AuthError):
+    """No bearer token was presented (RFC 6750 §3.1: the response carries no error code)."""
+
+    status_code = 401
+    error = None
+    default_description = "bearer token required"
+
+
+class InvalidRequest(AuthError):
+    """Malformed request: bad header syntax, several tokens or token locations (RFC 6750 §3.1)."""
+
+    status_code = 400
+    error = "invalid_request"
+    default_description = "malformed authorization request"
+
+
+class InvalidToken(AuthError):
+    """Token expired, revoked, malformed, or failing any verification rule (RFC 6750 §3.1)."""
+
+    status_code = 401
+    error = "invalid_token"
+    default_description = "the access token is invalid"
+
+
+class InsufficientScope(AuthError):
+    """Valid token without the scope or role the resource requires (RFC 6750 §3.1)."""
+
+    status_code = 403
+    error = "insufficient_scope"
+    default_description = "the access token lacks the required scope"
+
+    def __init__(self, scope: str = "", description: str | None = None) -> None:
+        self.scope = scope
+        super().__init__(description)
+
+
+class IdentityProviderUnavailable(AuthError):
+    """No usable keys or introspection answer could be had; retry after ``retry_after`` seconds."""
+
+    status_code = 503
+    error = None
+    default_description = "the identity provider is unavailable"
+
+    def __init__(self, retry_after: int, description: str | None = None) -> None:
+        self.retry_after = max(1, retry_after)
+        super().__init__(description)

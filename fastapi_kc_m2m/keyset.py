@@ -1,0 +1,142 @@
+"""The key-set cache of one trusted issuer: JWKS (RFC 7517 §5) found through discovery (OIDC §4).
+
+Policy, all timings from :class:`~fastapi_kc_m2m.settings.KeycloakSettings`:
+
+- fresh for ``jwks_ttl``; from ``jwks_ttl - jwks_refresh_ahead`` on, a background refresh runs while the
+  current keys keep serving;
+- an unknown ``kid`` triggers one refetch per ``jwks_refetch_cooldown`` (Keycloak signs with a new key at
+  once); callers arriving while a fetch runs join it;
+- exactly one fetch in flight, shared by every waiter;
+- a failed fetch (status, timeout, not JSON, too large, no usable key) keeps the last good keys serving
+  up to ``jwks_max_stale`` after their fetch; new attempts wait ``jwks_retry_interval``;
+- with no usable keys the caller gets :class:`IdentityProviderUnavailable` with a retry-after hint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import httpx
+from joserfc.jwk import Key
+
+from ._discovery import ProviderMetadata
+from ._http import FetchError, read_json_object
+from ._jwk import VerificationKey, usable_keys
+from ._singleflight import SingleFlight
+from .errors import IdentityProviderUnavailable, InvalidToken
+from .settings import KeycloakSettings
+
+__all__ = ["KeySet"]
+
+logger = logging.getLogger("fastapi_kc_m2m")
+
+
+class KeySet:
+    """Signing keys of one issuer, kept fresh and available through rotations and outages."""
+
+    def __init__(
+        self,
+        metadata: ProviderMetadata,
+        client: httpx.AsyncClient,
+        settings: KeycloakSettings,
+        clock: Callable[[], float],
+    ) -> None:
+        self.issuer = metadata.issuer
+        self._metadata = metadata
+        self._client = client
+        self._settings = settings
+        self._clock = clock
+        self._allowed = frozenset(settings.algorithms)
+        self._by_kid: dict[str | None, tuple[VerificationKey, ...]] = {}
+        self._count = 0
+        self._fetched_at = -math.inf
+        self._retry_at = -math.inf
+        self._kid_refetch_at = -math.inf
+        self._flight: SingleFlight[bool] = SingleFlight()
+
+    @property
+    def ready(self) -> bool:
+        """Whether usable keys are loaded and younger than the max-stale age."""
+        return self._usable(self._clock())
+
+    async def refresh(self) -> bool:
+        """Fetch now (or join the fetch under way); True when usable keys were loaded."""
+        return await self._flight.run(self._fetch)
+
+    async def key_for(self, kid: str | None, alg: str) -> Key:
+        """The key that verifies ``alg`` for ``kid`` (RFC 7515 §4.1.4); refetch on an unknown kid."""
+        now = self._clock()
+        if not self._usable(now):
+            await self._load_cold(now)
+        elif self._due_for_refresh(now):
+            self._flight.start(self._fetch)
+        key = self._select(kid, alg)
+        if key is None and kid is not None and self._may_refetch(now):
+            await self._flight.run(self._fetch)
+            key = self._select(kid, alg)
+        if key is None:
+            raise InvalidToken("no key matches the token")
+        return key.jwk
+
+    def close(self) -> None:
+        """Cancel fetches under way."""
+        self._flight.cancel()
+        self._metadata.close()
+
+    def _usable(self, now: float) -> bool:
+        return now - self._fetched_at <= self._settings.jwks_max_stale
+
+    def _due_for_refresh(self, now: float) -> bool:
+        settings = self._settings
+        return now - self._fetched_at >= settings.jwks_ttl - settings.jwks_refresh_ahead and now >= self._retry_at
+
+    def _may_refetch(self, now: float) -> bool:
+        if self._flight.in_flight:
+            return True
+        if now - self._kid_refetch_at < self._settings.jwks_refetch_cooldown:
+            return False
+        self._kid_refetch_at = now
+        return True
+
+    async def _load_cold(self, now: float) -> None:
+        if now < self._retry_at and not self._flight.in_flight:
+            raise IdentityProviderUnavailable(retry_after=math.ceil(self._retry_at - now))
+        if not await self._flight.run(self._fetch):
+            raise IdentityProviderUnavailable(retry_after=math.ceil(self._settings.jwks_retry_interval))
+
+    def _select(self, kid: str | None, alg: str) -> VerificationKey | None:
+        if kid is None and self._count != 1:
+            return None  # several signing keys: a token must say which one (RFC 7515 §4.1.4)
+        candidates = self._by_kid.get(kid, ()) if kid is not None else next(iter(self._by_kid.values()))
+        return next((key for key in candidates if alg in key.algorithms), None)
+
+    async def _fetch(self) -> bool:
+        try:
+            uri = self._settings.jwks_uris.get(self.issuer) or await self._metadata.endpoint("jwks_uri")
+            jwks = await read_json_object(
+                self._client,
+                self._client.build_request("GET", uri),
+                max_bytes=self._settings.http_max_body,
+                time_limit=self._settings.http_timeout,
+            )
+            keys = usable_keys(jwks, self._allowed)
+            if not keys:
+                raise FetchError("no usable signing key")
+        except FetchError as exc:
+            self._retry_at = self._clock() + self._settings.jwks_retry_interval
+            serving = "serving the last good keys" if self.ready else "no usable keys"
+            logger.warning("key set of %s: fetch failed (%s); %s", self.issuer, exc, serving)
+            return False
+        self._install(keys)
+        return True
+
+    def _install(self, keys: list[VerificationKey]) -> None:
+        by_kid: dict[str | None, list[VerificationKey]] = {}
+        for key in keys:
+            by_kid.setdefault(key.kid, []).append(key)
+        self._by_kid = {kid: tuple(group) for kid, group in by_kid.items()}
+        self._count = len(keys)
+        self._fetched_at = self._clock()
+        logger.info("key set of %s: loaded %d signing keys", self.issuer, len(keys))

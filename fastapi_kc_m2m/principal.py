@@ -1,0 +1,87 @@
+"""The verified calling machine: an immutable, typed view of a Keycloak access token's claims."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["ServicePrincipal"]
+
+
+def _strings(value: Any) -> frozenset[str]:
+    """A list of strings as a set; anything else (malformed) as the empty set."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return frozenset(value)
+    return frozenset()
+
+
+def _scopes(value: Any) -> frozenset[str]:
+    """RFC 6749 §3.3 / RFC 8693 §4.2: a space-separated string; a list of strings is tolerated."""
+    if isinstance(value, str):
+        return frozenset(value.split())
+    return _strings(value)
+
+
+def _roles(access: Any) -> frozenset[str]:
+    return _strings(access.get("roles")) if isinstance(access, dict) else frozenset()
+
+
+def _client_roles(resource_access: Any) -> Mapping[str, frozenset[str]]:
+    if not isinstance(resource_access, dict):
+        return MappingProxyType({})
+    return MappingProxyType({client: _roles(access) for client, access in resource_access.items()})
+
+
+def _audiences(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else ()
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePrincipal:
+    """Who called: the client behind a verified token, its scopes and roles.
+
+    Malformed role or scope claims read as empty, so authorization refuses (403) rather than fails.
+    """
+
+    client_id: str
+    subject: str | None
+    issuer: str
+    audiences: tuple[str, ...]
+    scopes: frozenset[str]
+    realm_roles: frozenset[str]
+    client_roles: Mapping[str, frozenset[str]]
+    expires_at: float
+    token_id: str | None
+    claims: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_claims(cls, claims: Mapping[str, Any]) -> ServicePrincipal:
+        """Build from verified claims; ``iss`` and ``exp`` must already have been checked."""
+        return cls(
+            client_id=_optional_str(claims.get("azp")) or _optional_str(claims.get("client_id")) or "",
+            subject=_optional_str(claims.get("sub")),
+            issuer=claims["iss"],
+            audiences=_audiences(claims.get("aud")),
+            scopes=_scopes(claims.get("scope")),
+            realm_roles=_roles(claims.get("realm_access")),
+            client_roles=_client_roles(claims.get("resource_access")),
+            expires_at=claims["exp"],
+            token_id=_optional_str(claims.get("jti")),
+            claims=MappingProxyType(dict(claims)),
+        )
+
+    def has_scopes(self, *scopes: str) -> bool:
+        """Whether every scope is granted; comparison is exact and case-sensitive (RFC 6749 §3.3)."""
+        return self.scopes.issuperset(scopes)
+
+    def roles_of(self, client: str) -> frozenset[str]:
+        """Client roles held for ``client`` (``resource_access.<client>.roles``)."""
+        return self.client_roles.get(client, frozenset())

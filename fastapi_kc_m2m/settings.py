@@ -1,0 +1,143 @@
+"""Settings of the resource server, read from ``KC_M2M_*`` environment variables or keyword arguments.
+
+Every default follows ``resource-server.md``; invalid combinations fail at start-up with a message
+naming the variable to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["SUPPORTED_ALGORITHMS", "KeycloakSettings"]
+
+#: Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037 §3.1) the verifier can be allowed to accept.
+#: HMAC and ``none`` are absent on purpose: a resource server never shares a secret with the issuer.
+SUPPORTED_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+_CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split(value: Any) -> Any:
+    """Accept ``a,b`` as well as a sequence, so environment variables stay readable."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _check_http_url(url: str, what: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{what} must be an absolute http(s) URL without query or fragment, got {url!r}")
+    return url
+
+
+class KeycloakSettings(BaseSettings):
+    """What the resource server trusts and how it talks to Keycloak.
+
+    Trusted issuers are ``<server_url>/realms/<realm>`` and/or every entry of ``issuers``; each has its
+    own key set, chosen by the token's ``iss``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KC_M2M_", frozen=True, extra="forbid")
+
+    server_url: str | None = Field(None, description="Keycloak base URL, e.g. http://keycloak:8080")
+    realm: str | None = Field(None, description="Realm on server_url whose tokens are trusted")
+    issuers: _CommaList = Field((), description="Further trusted issuers, comma-separated")
+    jwks_uris: dict[str, str] = Field(
+        default_factory=dict, description="JSON object issuer -> jwks_uri, skipping discovery"
+    )
+    audience: str = Field(description="This API's client id; tokens must carry it in aud")
+    allowed_clients: _CommaList = Field((), description="Calling client ids (azp) allowed; empty: any")
+    algorithms: _CommaList = Field(("RS256",), description="Accepted JWS algorithms")
+    clock_skew: float = Field(60.0, ge=0, le=300, description="Seconds of leeway for exp, nbf and iat")
+    max_token_bytes: int = Field(16384, ge=1024, le=1 << 20, description="Longer tokens are refused")
+    jwks_ttl: float = Field(300.0, gt=0, description="Seconds a fetched key set counts as fresh")
+    jwks_refresh_ahead: float = Field(30.0, ge=0, description="Refresh this long before the TTL ends")
+    jwks_refetch_cooldown: float = Field(30.0, ge=0, description="Minimum seconds between unknown-kid refetches")
+    jwks_max_stale: float = Field(3600.0, gt=0, description="How long the last good key set serves in an outage")
+    jwks_retry_interval: float = Field(5.0, gt=0, description="Seconds between fetch attempts after a failure")
+    http_connect_timeout: float = Field(2.0, gt=0, description="Connect timeout towards Keycloak")
+    http_timeout: float = Field(5.0, gt=0, description="Total time one request to Keycloak may take")
+    http_max_body: int = Field(65536, ge=1024, description="Largest response body accepted from Keycloak")
+    token_cache_size: int = Field(10000, ge=0, description="Verified tokens remembered; 0 disables")
+    token_cache_ttl: float = Field(300.0, ge=0, description="Upper bound on a remembered token's life")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _require_audience(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("audience"):
+            raise ValueError(
+                "set KC_M2M_AUDIENCE (or audience=) to this API's Keycloak client id; tokens must name it"
+                " in 'aud' (add an audience mapper in Keycloak)"
+            )
+        return data
+
+    @field_validator("issuers", "allowed_clients", "algorithms", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("server_url")
+    @classmethod
+    def _check_server_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value.rstrip("/"), "KC_M2M_SERVER_URL")
+
+    @field_validator("issuers")
+    @classmethod
+    def _check_issuers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_http_url(issuer, "each of KC_M2M_ISSUERS") for issuer in value)
+
+    @field_validator("jwks_uris")
+    @classmethod
+    def _check_jwks_uris(cls, value: dict[str, str]) -> dict[str, str]:
+        for uri in value.values():
+            _check_http_url(uri, "each jwks_uri in KC_M2M_JWKS_URIS")
+        return value
+
+    @field_validator("audience")
+    @classmethod
+    def _check_audience(cls, value: str) -> str:
+        if value == "account":
+            raise ValueError(
+                "KC_M2M_AUDIENCE must be this API's client id: 'account' is Keycloak's account console,"
+                " present in almost every token"
+            )
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _check_algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - SUPPORTED_ALGORITHMS)
+        if unknown or not value:
+            raise ValueError(
+                f"KC_M2M_ALGORITHMS must be a non-empty subset of {sorted(SUPPORTED_ALGORITHMS)};"
+                f" not allowed: {unknown}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> KeycloakSettings:
+        if not self.trusted_issuers:
+            raise ValueError("set KC_M2M_SERVER_URL and KC_M2M_REALM, or KC_M2M_ISSUERS: no issuer is trusted")
+        if (self.server_url is None) != (self.realm is None):
+            raise ValueError("KC_M2M_SERVER_URL and KC_M2M_REALM go together: set both or neither")
+        stray = sorted(set(self.jwks_uris) - set(self.trusted_issuers))
+        if stray:
+            raise ValueError(f"KC_M2M_JWKS_URIS names issuers that are not trusted: {stray}")
+        if self.jwks_refresh_ahead >= self.jwks_ttl:
+            raise ValueError("KC_M2M_JWKS_REFRESH_AHEAD must be shorter than KC_M2M_JWKS_TTL")
+        if self.jwks_max_stale < self.jwks_ttl:
+            raise ValueError("KC_M2M_JWKS_MAX_STALE must be at least KC_M2M_JWKS_TTL")
+        return self
+
+    @property
+    def trusted_issuers(self) -> tuple[str, ...]:
+        """Every trusted ``iss`` value, compared by exact string match (RFC 9068 §4, item 5)."""
+        derived = (f"{self.server_url}/realms/{self.realm}",) if self.server_url and self.realm else ()
+        return tuple(dict.fromkeys(derived + self.issuers))

@@ -1,0 +1,340 @@
+"""A token issuer in Keycloak 26's shape, for tests that need neither Keycloak nor a network.
+
+:class:`TestIssuer` generates its keys, serves discovery and the JWK Set in-process (through an httpx
+transport) or on a loopback port, and mints access tokens whose header and claims match what Keycloak
+issues for ``grant_type=client_credentials``. Any claim or header can be overridden, and
+:meth:`TestIssuer.bad_tokens` hands out ready-made tokens that a resource server must refuse::
+
+    issuer = TestIssuer(audience="orders")
+    async with issuer.auth() as auth:
+        principal = await auth.verify(issuer.token(scope="orders:read"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal
+
+import httpx
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .settings import KeycloakSettings
+from .verifier import KeycloakAuth
+
+__all__ = ["OMIT", "FailureMode", "FrozenClock", "SigningKey", "TestIssuer", "b64url", "generate_key"]
+
+#: Pass as a claim or header value to leave that member out of a minted token.
+OMIT: Any = object()
+
+#: How an endpoint of the issuer misbehaves: an error status, a hang past any sane timeout, an HTML
+#: page, a body far over the size cap, or a key set with no usable key.
+FailureMode = Literal["status", "timeout", "html", "oversized", "no_keys"]
+
+#: The private key types an issuer signs with.
+SigningKey = RSAKey | ECKey | OKPKey
+
+_HANG_SECONDS = 3600.0
+_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+
+
+class FrozenClock:
+    """A clock that moves only when told to; pass it to :class:`TestIssuer` and ``KeycloakAuth``."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds``."""
+        self.now += seconds
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def generate_key(algorithm: str = "RS256", kid: str | None = None) -> SigningKey:
+    """A new private key fit for ``algorithm`` whose ``kid`` is its RFC 7638 thumbprint unless given."""
+    parameters: Any = None if kid is None else {"kid": kid}
+    key: SigningKey
+    if algorithm.startswith(("RS", "PS")):
+        key = RSAKey.generate_key(2048, parameters=parameters)
+    elif algorithm == "EdDSA":
+        key = OKPKey.generate_key("Ed25519", parameters=parameters)
+    else:
+        key = ECKey.generate_key(_CURVES[algorithm], parameters=parameters)
+    key.ensure_kid()
+    return key
+
+
+def _drop_omitted(members: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in members.items() if value is not OMIT}
+
+
+class TestIssuer:
+    """An authorization server in Keycloak's shape: discovery, JWKS and access tokens.
+
+    ``requests`` counts the hits on each endpoint (``"discovery"``, ``"jwks"``); ``fail()`` makes an
+    endpoint misbehave until ``heal()``.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(
+        self,
+        base_url: str = "http://keycloak.test",
+        realm: str = "test",
+        *,
+        audience: str = "machine-b",
+        algorithm: str = "RS256",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.realm = realm
+        self.issuer = f"{self.base_url}/realms/{realm}"
+        self.audience = audience
+        self.algorithm = algorithm
+        self.clock = clock
+        self.signing_key = generate_key(algorithm)
+        self.published: list[SigningKey] = [self.signing_key]
+        # Keycloak publishes an encryption key beside the signing key; verifiers must skip it.
+        self.encryption_key = RSAKey.generate_key(2048, parameters={"use": "enc", "alg": "RSA-OAEP"}, auto_kid=True)
+        self.requests: Counter[str] = Counter()
+        self.failures: dict[str, FailureMode] = {}
+        self.app = Starlette(
+            routes=[
+                Route(f"/realms/{realm}/.well-known/openid-configuration", self._discovery),
+                Route(f"/realms/{realm}/protocol/openid-connect/certs", self._jwks),
+            ]
+        )
+
+    # ----------------------------------------------------------------- serving
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """An in-process transport to this issuer's endpoints, for ``KeycloakAuth(transport=...)``."""
+        return httpx.ASGITransport(app=self.app)
+
+    def settings(self, **overrides: Any) -> KeycloakSettings:
+        """Settings that trust this issuer and require its audience; keywords override any field."""
+        values: dict[str, Any] = {"issuers": (self.issuer,), "audience": self.audience, "algorithms": (self.algorithm,)}
+        return KeycloakSettings(**(values | overrides))
+
+    def auth(self, **overrides: Any) -> KeycloakAuth:
+        """A :class:`KeycloakAuth` wired to this issuer in-process, sharing its clock."""
+        return KeycloakAuth(self.settings(**overrides), transport=self.transport, clock=self.clock)
+
+    @classmethod
+    @contextlib.contextmanager
+    def serving(cls, realm: str = "test", **options: Any) -> Iterator[TestIssuer]:
+        """Run a new issuer on ``http://127.0.0.1:<free port>`` with uvicorn in a thread."""
+        import uvicorn  # noqa: PLC0415 - only the "testing" extra installs it
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        issuer = cls(f"http://127.0.0.1:{sock.getsockname()[1]}", realm, **options)
+        server = uvicorn.Server(uvicorn.Config(issuer.app, log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        try:
+            while not server.started:
+                time.sleep(0.01)
+            yield issuer
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            sock.close()
+
+    def fail(self, endpoint: Literal["discovery", "jwks"], mode: FailureMode) -> None:
+        """Make ``endpoint`` misbehave in the given way until :meth:`heal`."""
+        self.failures[endpoint] = mode
+
+    def heal(self) -> None:
+        """Let every endpoint answer normally again."""
+        self.failures.clear()
+
+    async def _answer(self, endpoint: str, document: Mapping[str, Any]) -> Response:
+        self.requests[endpoint] += 1
+        mode = self.failures.get(endpoint)
+        if mode == "timeout":
+            await asyncio.sleep(_HANG_SECONDS)
+        if mode == "status":
+            return JSONResponse({"error": "unknown_error"}, status_code=500)
+        if mode == "html":
+            return Response("<html><body>Service Unavailable</body></html>", media_type="text/html")
+        if mode == "oversized":
+            return JSONResponse({"keys": [], "padding": "x" * (1 << 20)})
+        if mode == "no_keys":
+            return JSONResponse({"keys": []})
+        return JSONResponse(dict(document))
+
+    async def _discovery(self, request: Request) -> Response:
+        return await self._answer("discovery", self.discovery_document())
+
+    async def _jwks(self, request: Request) -> Response:
+        return await self._answer("jwks", self.jwks())
+
+    def discovery_document(self) -> dict[str, Any]:
+        """The OpenID Provider Metadata Keycloak publishes, reduced to what resource servers read."""
+        endpoints = f"{self.issuer}/protocol/openid-connect"
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": f"{endpoints}/certs",
+            "token_endpoint": f"{endpoints}/token",
+            "introspection_endpoint": f"{endpoints}/token/introspect",
+            "revocation_endpoint": f"{endpoints}/revoke",
+            "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+        }
+
+    def jwks(self) -> dict[str, Any]:
+        """The published JWK Set: every signing key (with ``use`` and ``alg``) plus an encryption key."""
+        signing = [{**key.as_dict(private=False), "use": "sig", "alg": self._alg_of(key)} for key in self.published]
+        return {"keys": [self.encryption_key.as_dict(private=False), *signing]}
+
+    # ----------------------------------------------------------------- keys
+    def rotate(self, algorithm: str | None = None) -> SigningKey:
+        """Sign with a new key from now on, keeping the old ones published (Keycloak's rotation)."""
+        self.signing_key = generate_key(algorithm or self.algorithm)
+        self.published.append(self.signing_key)
+        return self.signing_key
+
+    def retire(self, key: SigningKey) -> None:
+        """Stop publishing ``key``."""
+        self.published = [k for k in self.published if k.kid != key.kid]
+
+    def _alg_of(self, key: SigningKey) -> str:
+        if isinstance(key, RSAKey):
+            return self.algorithm if self.algorithm.startswith(("RS", "PS")) else "RS256"
+        if isinstance(key, OKPKey):
+            return "EdDSA"
+        return next(alg for alg, curve in _CURVES.items() if curve == key.curve_name)
+
+    # ----------------------------------------------------------------- tokens
+    def claims(
+        self,
+        *,
+        client_id: str = "machine-a",
+        audience: str | list[str] | None = None,
+        scope: str = "profile email",
+        realm_roles: tuple[str, ...] = (),
+        client_roles: Mapping[str, list[str]] | None = None,
+        lifetime: int = 300,
+    ) -> dict[str, Any]:
+        """Claims of a Keycloak 26 client-credentials access token, in Keycloak's issuance order."""
+        now = int(self.clock())
+        resource_access = {"account": {"roles": ["manage-account", "view-profile"]}} | {
+            client: {"roles": list(roles)} for client, roles in (client_roles or {}).items()
+        }
+        return {
+            "exp": now + lifetime,
+            "iat": now,
+            "jti": f"trrtcc:{uuid.uuid4()}",
+            "iss": self.issuer,
+            "aud": self.audience if audience is None else audience,
+            "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.issuer}/{client_id}")),
+            "typ": "Bearer",
+            "azp": client_id,
+            "acr": "1",
+            "allowed-origins": ["/*"],
+            "realm_access": {
+                "roles": ["offline_access", "uma_authorization", f"default-roles-{self.realm}", *realm_roles]
+            },
+            "resource_access": resource_access,
+            "scope": scope,
+            "clientHost": "127.0.0.1",
+            "email_verified": False,
+            "preferred_username": f"service-account-{client_id}",
+            "clientAddress": "127.0.0.1",
+            "client_id": client_id,
+        }
+
+    def token(
+        self,
+        *,
+        client_id: str = "machine-a",
+        audience: str | list[str] | None = None,
+        scope: str = "profile email",
+        realm_roles: tuple[str, ...] = (),
+        client_roles: Mapping[str, list[str]] | None = None,
+        lifetime: int = 300,
+        header: Mapping[str, Any] | None = None,
+        key: SigningKey | None = None,
+        **claims: Any,
+    ) -> str:
+        """Mint a signed access token; extra keywords override claims (``OMIT`` removes one)."""
+        payload = self.claims(
+            client_id=client_id,
+            audience=audience,
+            scope=scope,
+            realm_roles=realm_roles,
+            client_roles=client_roles,
+            lifetime=lifetime,
+        )
+        return self.sign(_drop_omitted(payload | claims), header=header, key=key)
+
+    def sign(
+        self,
+        payload: Mapping[str, Any] | bytes,
+        *,
+        header: Mapping[str, Any] | None = None,
+        key: SigningKey | None = None,
+    ) -> str:
+        """Sign ``payload`` (a mapping, or raw bytes for malformed JSON) with Keycloak's header layout."""
+        key = key or self.signing_key
+        members = _drop_omitted({"alg": self._alg_of(key), "typ": "JWT", "kid": key.kid} | dict(header or {}))
+        # Keycloak writes spaces around some colons; parsers must not care.
+        header_b64 = b64url(json.dumps(members, separators=(",", " : ")).encode())
+        body = payload if isinstance(payload, bytes) else json.dumps(dict(payload)).encode()
+        signing_input = f"{header_b64}.{b64url(body)}"
+        alg = members.get("alg")
+        signature = b""
+        if isinstance(alg, str) and alg in JWSRegistry.algorithms and alg != "none":
+            signature = JWSRegistry.algorithms[alg].sign(signing_input.encode(), key)
+        return f"{signing_input}.{b64url(signature)}"
+
+    def bad_tokens(self) -> dict[str, str]:
+        """Tokens a resource server for this issuer's audience must refuse, by the reason they fail."""
+        now = int(self.clock())
+        attacker = generate_key(self.algorithm)
+        good = self.token()
+        header_b64, payload_b64, signature_b64 = good.split(".")
+        tampered_payload = json.loads(base64.urlsafe_b64decode(payload_b64 + "=="))
+        tampered_payload["scope"] = "admin"
+        public_pem = self.signing_key.as_pem(private=False)
+        hs_input = f"{b64url(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{payload_b64}"
+        hs_signature = hmac.new(public_pem, hs_input.encode(), hashlib.sha256).digest()
+        return {
+            "expired": self.token(exp=now - 3600, iat=now - 3900),
+            "not_yet_valid": self.token(nbf=now + 3600),
+            "no_expiry": self.token(exp=OMIT),
+            "wrong_audience": self.token(audience="account"),
+            "no_audience": self.token(aud=OMIT),
+            "wrong_issuer": self.token(iss=f"{self.base_url}/realms/other"),
+            "unknown_key": self.token(key=attacker),
+            "tampered": f"{header_b64}.{b64url(json.dumps(tampered_payload).encode())}.{signature_b64}",
+            "alg_none": f"{b64url(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{payload_b64}.",
+            "hs256_with_public_key": f"{hs_input}.{b64url(hs_signature)}",
+            "embedded_jwk": self.token(key=attacker, header={"jwk": attacker.as_dict(private=False)}),
+            "id_token": self.token(typ="ID"),
+            "refresh_token": self.token(typ="Refresh"),
+        }

@@ -1,0 +1,117 @@
+"""Verification of Keycloak access tokens: ``await auth.verify(token) -> ServicePrincipal``.
+
+Order of work (RFC 8725 §3, RFC 9068 §4): size cap, strict compact JWS, header rules, claim rules
+(including the trusted issuer, which picks the key set), then the key and the signature. Everything
+before the key lookup is local, so junk tokens and untrusted issuers cause no network call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import httpx
+
+from ._claims import check_audience, check_client, check_header, check_times, check_type
+from ._discovery import ProviderMetadata
+from ._jws import parse_compact, signature_is_valid
+from ._token_cache import VerifiedTokenCache
+from .errors import InvalidToken
+from .keyset import KeySet
+from .principal import ServicePrincipal
+from .settings import KeycloakSettings
+
+__all__ = ["KeycloakAuth"]
+
+
+class KeycloakAuth:
+    """Owns the HTTP client, one key set per trusted issuer and the verified-token cache.
+
+    Use it as an async context manager (or from the app lifespan) so the HTTP client is closed::
+
+        async with KeycloakAuth(KeycloakSettings(server_url=..., realm=..., audience="orders")) as auth:
+            principal = await auth.verify(token)
+    """
+
+    def __init__(
+        self,
+        settings: KeycloakSettings | None = None,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``http_client`` (kept open on close) or ``transport`` replace the default HTTP set-up."""
+        self.settings = settings if settings is not None else KeycloakSettings()  # type: ignore[call-arg]
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.AsyncClient(
+            timeout=httpx.Timeout(self.settings.http_timeout, connect=self.settings.http_connect_timeout),
+            follow_redirects=False,
+            transport=transport,
+        )
+        self._clock = clock
+        self._key_sets = {
+            issuer: KeySet(ProviderMetadata(issuer, self._client, self.settings), self._client, self.settings, clock)
+            for issuer in self.settings.trusted_issuers
+        }
+        self._cache = VerifiedTokenCache(self.settings.token_cache_size, self.settings.token_cache_ttl, clock)
+        self._algorithms = frozenset(self.settings.algorithms)
+
+    async def __aenter__(self) -> KeycloakAuth:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel background fetches and close the HTTP client if this object created it."""
+        for key_set in self._key_sets.values():
+            key_set.close()
+        if self._owns_client:
+            await self._client.aclose()
+
+    @property
+    def ready(self) -> bool:
+        """Whether every trusted issuer has usable keys loaded (for readiness probes)."""
+        return all(key_set.ready for key_set in self._key_sets.values())
+
+    async def prefetch(self) -> bool:
+        """Load every issuer's keys now; True when all of them succeeded."""
+        results = [await key_set.refresh() for key_set in self._key_sets.values()]
+        return all(results)
+
+    async def verify(self, token: str) -> ServicePrincipal:
+        """Verify a bearer token and return its principal, or raise an :class:`~.errors.AuthError`.
+
+        Raises :class:`~.errors.InvalidToken` for every token fault and
+        :class:`~.errors.IdentityProviderUnavailable` when no usable keys can be had.
+        """
+        if len(token) > self.settings.max_token_bytes:
+            raise InvalidToken("token too large")
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        principal = self._cache.get(digest)
+        if principal is None:
+            principal = await self._verify_new(token)
+            self._cache.put(digest, principal)
+        return principal
+
+    async def _verify_new(self, token: str) -> ServicePrincipal:
+        jws = parse_compact(token)
+        alg, kid = check_header(jws.header, self._algorithms)
+        claims = jws.payload
+        check_type(claims)
+        issuer = claims.get("iss")
+        key_set = self._key_sets.get(issuer) if isinstance(issuer, str) else None
+        if key_set is None:
+            raise InvalidToken("untrusted issuer")
+        check_times(claims, self._clock(), self.settings.clock_skew)
+        check_audience(claims, self.settings.audience)
+        check_client(claims, self.settings.allowed_clients)
+        key = await key_set.key_for(kid, alg)
+        if not signature_is_valid(jws, alg, key):
+            raise InvalidToken("invalid signature")
+        return ServicePrincipal.from_claims(claims)
