@@ -28,16 +28,21 @@ async def read_json_object(
     """Send ``request`` and return the strict JSON object (RFC 8259) of its 200 response.
 
     The whole exchange must finish within ``time_limit`` seconds and the body must not exceed
-    ``max_bytes``; redirects are not followed, so a JWKS cannot be moved to another host.
+    ``max_bytes``; redirects are not followed, so a JWKS cannot be moved to another host. The body is
+    asked for and read uncompressed (RFC 9110 §12.5.3): a decompressed chunk could be far larger than
+    the cap before it is checked.
     """
+    request.headers["Accept-Encoding"] = "identity"
     try:
         async with asyncio.timeout(time_limit):
             response = await client.send(request, stream=True, follow_redirects=False)
             try:
                 if response.status_code != 200:
                     raise FetchError(f"status {response.status_code}")
+                if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+                    raise FetchError("compressed body")
                 body = bytearray()
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.aiter_raw():
                     body += chunk
                     if len(body) > max_bytes:
                         raise FetchError("body too large")

@@ -48,6 +48,8 @@ def _b64url_int_bits(value: Any) -> int:
 def _family(jwk: Mapping[str, Any]) -> tuple[frozenset[str], dict[str, Any]] | None:
     """Algorithms a key type allows, and the public members to import; None for unusable keys."""
     kty, crv = jwk.get("kty"), jwk.get("crv")
+    if not isinstance(crv, str):
+        crv = None  # a list or object would not even hash in the lookups below
     if kty == "RSA" and _b64url_int_bits(jwk.get("n")) >= _MIN_RSA_BITS:
         return _RSA_ALGORITHMS, {"kty": kty, "n": jwk["n"], "e": jwk.get("e")}
     if kty == "EC" and crv in _EC_ALGORITHMS:
@@ -67,7 +69,7 @@ def _verification_key(jwk: Any, allowed: frozenset[str]) -> VerificationKey | No
     family = _family(jwk)
     if family is None or not isinstance(key_ops, list) or "verify" not in key_ops:
         return None
-    if not (kid is None or isinstance(kid, str)):
+    if not (kid is None or isinstance(kid, str)) or not (alg is None or isinstance(alg, str)):
         return None
     algorithms, public_members = family
     algorithms &= allowed if alg is None else allowed & {alg}

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import binascii
 import json
-import re
-from dataclasses import dataclass
+import json.scanner
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -19,20 +18,10 @@ from joserfc.jws import JWSRegistry
 
 from .errors import InvalidToken
 
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
-_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 # For a segment of length 4k+2 (4k+3) the last character carries 4 (2) unused bits, which must be 0.
 _UNUSED_BITS_MASK = {0: 0, 2: 0x0F, 3: 0x03}
-
-
-@dataclass(frozen=True, slots=True)
-class CompactJWS:
-    """The decoded parts of a compact JWS; nothing in it is trusted until the signature is checked."""
-
-    header: dict[str, Any]
-    payload: dict[str, Any]
-    signing_input: bytes
-    signature: bytes
 
 
 def _reject_constant(name: str) -> Any:
@@ -46,46 +35,60 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant)
+# The C scanner itself, skipping JSONDecoder.decode's Python wrapper (typeshed types its argument oddly).
+_SCAN_JSON = json.scanner.make_scanner(
+    json.JSONDecoder(object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant)  # type: ignore[arg-type]
+)
+
+
+def decode_segment(segment: bytes) -> bytes:
+    """Decode a canonical base64url segment already known to hold only base64url characters."""
+    mask = _UNUSED_BITS_MASK.get(len(segment) % 4)
+    if mask is None or not segment or _ALPHABET.index(segment[-1]) & mask:
+        raise InvalidToken("malformed token")
+    return binascii.a2b_base64(segment.translate(_TO_STANDARD) + b"=" * (-len(segment) % 4))
 
 
 def b64url_decode(segment: str) -> bytes:
-    """Decode canonical unpadded base64url or raise :class:`InvalidToken`."""
-    mask = _UNUSED_BITS_MASK.get(len(segment) % 4)
-    if mask is None or not _BASE64URL.fullmatch(segment) or _ALPHABET.index(segment[-1]) & mask:
+    """Decode canonical unpadded base64url (RFC 7515 §2) or raise :class:`InvalidToken`."""
+    raw = segment.encode("ascii", "replace")
+    if raw.translate(None, _ALPHABET):
         raise InvalidToken("malformed token")
-    return binascii.a2b_base64(segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4))
+    return decode_segment(raw)
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
-    """Parse a strict UTF-8 JSON object (RFC 8259 §4, §8.1) or raise :class:`InvalidToken`."""
+    """Parse a strict UTF-8 JSON object (RFC 8259 §4, §8.1) or raise :class:`InvalidToken`.
+
+    Nothing may precede or follow the object, not even white space.
+    """
     try:
-        value = _DECODER.decode(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        text = raw.decode("utf-8")
+        value, end = _SCAN_JSON(text, 0)
+    except (UnicodeDecodeError, ValueError, StopIteration, RecursionError):
         raise InvalidToken("malformed token") from None
-    if not isinstance(value, dict):
+    if end != len(text) or not isinstance(value, dict):
         raise InvalidToken("malformed token")
     return value
 
 
-def parse_compact(token: str) -> CompactJWS:
-    """Split and decode a compact JWS (RFC 7515 §7.1); JSON serialization and JWE are refused."""
-    parts = token.split(".")
-    if len(parts) != 3:
+def split_compact(token: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """Split a compact JWS (RFC 7515 §7.1) into header, payload, signing input and signature segments.
+
+    One C-level pass refuses anything but the base64url alphabet and exactly two dots, so the JSON
+    serialization, JWE (five segments) and stray whitespace or padding never get further.
+    """
+    raw = token.encode("ascii", "replace")
+    if raw.translate(None, _ALPHABET) != b"..":
         raise InvalidToken("malformed token")
-    header_b64, payload_b64, signature_b64 = parts
-    return CompactJWS(
-        header=json_object(b64url_decode(header_b64)),
-        payload=json_object(b64url_decode(payload_b64)),
-        signing_input=token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii"),
-        signature=b64url_decode(signature_b64),
-    )
+    header, payload, signature = raw.split(b".")
+    return header, payload, raw[: len(header) + 1 + len(payload)], signature
 
 
-def signature_is_valid(jws: CompactJWS, alg: str, key: Key) -> bool:
+def signature_is_valid(signing_input: bytes, signature: bytes, alg: str, key: Key) -> bool:
     """Check the signature with ``alg`` (RFC 7515 §5.2 step 8); ``alg`` must already fit ``key``."""
     model = JWSRegistry.algorithms[alg]
     try:
-        return model.verify(jws.signing_input, jws.signature, key)
+        return model.verify(signing_input, signature, key)
     except (InvalidSignature, ValueError):
         return False

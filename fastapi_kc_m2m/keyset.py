@@ -68,12 +68,19 @@ class KeySet:
     async def key_for(self, kid: str | None, alg: str) -> Key:
         """The key that verifies ``alg`` for ``kid`` (RFC 7515 §4.1.4); refetch on an unknown kid."""
         now = self._clock()
+        loaded = False
         if not self._usable(now):
             await self._load_cold(now)
+            loaded = True  # keys fetched for this very call: refetching them at once cannot help
         elif self._due_for_refresh(now):
             self._flight.start(self._fetch)
         key = self._select(kid, alg)
-        if key is None and kid is not None and self._may_refetch(now):
+        # A fetch joined here may have started before the new key was published (a refresh ahead under
+        # way during a rotation), so one more round may follow: joining again, or a refetch of our own
+        # when the cooldown allows.
+        for _ in range(2):
+            if key is not None or kid is None or loaded or not self._may_refetch(self._clock()):
+                break
             await self._flight.run(self._fetch)
             key = self._select(kid, alg)
         if key is None:

@@ -11,9 +11,9 @@ __all__ = ["ServicePrincipal"]
 
 
 def _strings(value: Any) -> frozenset[str]:
-    """A list of strings as a set; anything else (malformed) as the empty set."""
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return frozenset(value)
+    """The string members of a list as a set; anything else (malformed) grants nothing."""
+    if isinstance(value, list):
+        return frozenset({item for item in value if type(item) is str})
     return frozenset()
 
 
@@ -49,6 +49,7 @@ class ServicePrincipal:
     """Who called: the client behind a verified token, its scopes and roles.
 
     Malformed role or scope claims read as empty, so authorization refuses (403) rather than fails.
+    Role views are computed from ``claims`` when asked for, keeping verification cheap.
     """
 
     client_id: str
@@ -56,32 +57,42 @@ class ServicePrincipal:
     issuer: str
     audiences: tuple[str, ...]
     scopes: frozenset[str]
-    realm_roles: frozenset[str]
-    client_roles: Mapping[str, frozenset[str]]
     expires_at: float
     token_id: str | None
     claims: Mapping[str, Any] = field(repr=False)
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> ServicePrincipal:
-        """Build from verified claims; ``iss`` and ``exp`` must already have been checked."""
+        """Build from verified claims; ``iss`` and ``exp`` must already have been checked.
+
+        ``claims`` is wrapped read-only, not copied: hand over a dict nobody else changes.
+        """
         return cls(
             client_id=_optional_str(claims.get("azp")) or _optional_str(claims.get("client_id")) or "",
             subject=_optional_str(claims.get("sub")),
             issuer=claims["iss"],
             audiences=_audiences(claims.get("aud")),
             scopes=_scopes(claims.get("scope")),
-            realm_roles=_roles(claims.get("realm_access")),
-            client_roles=_client_roles(claims.get("resource_access")),
             expires_at=claims["exp"],
             token_id=_optional_str(claims.get("jti")),
-            claims=MappingProxyType(dict(claims)),
+            claims=MappingProxyType(claims) if isinstance(claims, dict) else claims,
         )
 
     def has_scopes(self, *scopes: str) -> bool:
         """Whether every scope is granted; comparison is exact and case-sensitive (RFC 6749 §3.3)."""
         return self.scopes.issuperset(scopes)
 
+    @property
+    def realm_roles(self) -> frozenset[str]:
+        """Realm roles (``realm_access.roles``)."""
+        return _roles(self.claims.get("realm_access"))
+
+    @property
+    def client_roles(self) -> Mapping[str, frozenset[str]]:
+        """Client roles per client id (``resource_access.<client>.roles``)."""
+        return _client_roles(self.claims.get("resource_access"))
+
     def roles_of(self, client: str) -> frozenset[str]:
-        """Client roles held for ``client`` (``resource_access.<client>.roles``)."""
-        return self.client_roles.get(client, frozenset())
+        """Client roles held for ``client``: those of the resource server, never the caller's ``azp``."""
+        resource_access = self.claims.get("resource_access")
+        return _roles(resource_access.get(client)) if isinstance(resource_access, dict) else frozenset()

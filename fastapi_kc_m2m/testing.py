@@ -120,6 +120,7 @@ class TestIssuer:
         self.encryption_key = RSAKey.generate_key(2048, parameters={"use": "enc", "alg": "RSA-OAEP"}, auto_kid=True)
         self.requests: Counter[str] = Counter()
         self.failures: dict[str, FailureMode] = {}
+        self._stopping = threading.Event()
         self.app = Starlette(
             routes=[
                 Route(f"/realms/{realm}/.well-known/openid-configuration", self._discovery),
@@ -160,6 +161,7 @@ class TestIssuer:
                 time.sleep(0.01)
             yield issuer
         finally:
+            issuer._stopping.set()  # end requests hanging in "timeout" mode, or shutdown waits for them
             server.should_exit = True
             thread.join(timeout=10)
             sock.close()
@@ -176,7 +178,7 @@ class TestIssuer:
         self.requests[endpoint] += 1
         mode = self.failures.get(endpoint)
         if mode == "timeout":
-            await asyncio.sleep(_HANG_SECONDS)
+            await self._hang()
         if mode == "status":
             return JSONResponse({"error": "unknown_error"}, status_code=500)
         if mode == "html":
@@ -186,6 +188,12 @@ class TestIssuer:
         if mode == "no_keys":
             return JSONResponse({"keys": []})
         return JSONResponse(dict(document))
+
+    async def _hang(self) -> None:
+        """Wait far past any sane timeout, or until the loopback server stops (so it can shut down)."""
+        deadline = time.monotonic() + _HANG_SECONDS
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
 
     async def _discovery(self, request: Request) -> Response:
         return await self._answer("discovery", self.discovery_document())

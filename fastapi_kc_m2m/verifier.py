@@ -14,16 +14,19 @@ from types import TracebackType
 
 import httpx
 
+from ._cache import VerifiedTokenCache, bounded_put
 from ._claims import check_audience, check_client, check_header, check_times, check_type
 from ._discovery import ProviderMetadata
-from ._jws import parse_compact, signature_is_valid
-from ._token_cache import VerifiedTokenCache
+from ._jws import decode_segment, json_object, signature_is_valid, split_compact
 from .errors import InvalidToken
 from .keyset import KeySet
 from .principal import ServicePrincipal
 from .settings import KeycloakSettings
 
 __all__ = ["KeycloakAuth"]
+
+# Distinct JOSE headers remembered after passing the header rules: one per signing key in practice.
+_HEADER_CACHE_SIZE = 64
 
 
 class KeycloakAuth:
@@ -58,6 +61,7 @@ class KeycloakAuth:
         }
         self._cache = VerifiedTokenCache(self.settings.token_cache_size, self.settings.token_cache_ttl, clock)
         self._algorithms = frozenset(self.settings.algorithms)
+        self._headers: dict[bytes, tuple[str, str | None]] = {}
 
     async def __aenter__(self) -> KeycloakAuth:
         return self
@@ -99,10 +103,18 @@ class KeycloakAuth:
             self._cache.put(digest, principal)
         return principal
 
+    def _check_header(self, segment: bytes) -> tuple[str, str | None]:
+        """``(alg, kid)`` of a header segment; Keycloak reuses one header per key, so it is cached."""
+        checked = self._headers.get(segment)
+        if checked is None:
+            checked = check_header(json_object(decode_segment(segment)), self._algorithms)
+            bounded_put(self._headers, segment, checked, _HEADER_CACHE_SIZE)
+        return checked
+
     async def _verify_new(self, token: str) -> ServicePrincipal:
-        jws = parse_compact(token)
-        alg, kid = check_header(jws.header, self._algorithms)
-        claims = jws.payload
+        header, payload, signing_input, signature = split_compact(token)
+        alg, kid = self._check_header(header)
+        claims = json_object(decode_segment(payload))
         check_type(claims)
         issuer = claims.get("iss")
         key_set = self._key_sets.get(issuer) if isinstance(issuer, str) else None
@@ -112,6 +124,6 @@ class KeycloakAuth:
         check_audience(claims, self.settings.audience)
         check_client(claims, self.settings.allowed_clients)
         key = await key_set.key_for(kid, alg)
-        if not signature_is_valid(jws, alg, key):
+        if not signature_is_valid(signing_input, decode_segment(signature), alg, key):
             raise InvalidToken("invalid signature")
         return ServicePrincipal.from_claims(claims)

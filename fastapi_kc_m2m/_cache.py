@@ -1,15 +1,30 @@
-"""Verified tokens remembered by the SHA-256 of the token, never past ``exp`` or the configured TTL.
+"""Small bounded caches on the verification hot path.
 
-A plain dict in insertion order: measured at about 0.1 µs a hit against 1.9 µs for
+Verified tokens are remembered by the SHA-256 of the token, never past ``exp`` or the configured TTL.
+Both caches are plain dicts in insertion order: measured at about 0.1 µs a hit against 1.9 µs for
 ``cachetools.TLRUCache``, which would eat most of a repeated token's budget. Only verified tokens
-enter, so an attacker cannot fill it with junk; when full, the oldest entry goes.
+enter the token cache, and only headers that passed every header rule the header cache, so an attacker
+cannot fill either with junk; when full, the oldest entry goes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from .principal import ServicePrincipal
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def bounded_put(entries: dict[K, V], key: K, value: V, maxsize: int) -> None:
+    """Insert into an insertion-ordered dict holding at most ``maxsize`` entries; the oldest goes first."""
+    if maxsize <= 0:
+        return
+    if len(entries) >= maxsize:
+        entries.pop(next(iter(entries)), None)
+    entries[key] = value
 
 
 class VerifiedTokenCache:
@@ -36,12 +51,8 @@ class VerifiedTokenCache:
 
     def put(self, digest: bytes, principal: ServicePrincipal) -> None:
         """Remember until ``min(exp, now + ttl)``; drop the oldest entry when full."""
-        if self._maxsize <= 0:
-            return
-        if len(self._entries) >= self._maxsize:
-            self._entries.pop(next(iter(self._entries)), None)
         deadline = min(principal.expires_at, self._clock() + self._ttl)
-        self._entries[digest] = (principal, deadline)
+        bounded_put(self._entries, digest, (principal, deadline), self._maxsize)
 
     def clear(self) -> None:
         """Forget every entry."""

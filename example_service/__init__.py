@@ -1,0 +1,1 @@
+"""Example "Machine B" service and its callers (grown by the demo issue)."""

@@ -1,0 +1,87 @@
+from typing import Any
+
+import pytest
+
+from fastapi_kc_m2m import ServicePrincipal
+from fastapi_kc_m2m.testing import TestIssuer
+
+
+def principal(**claims: Any) -> ServicePrincipal:
+    return ServicePrincipal.from_claims(TestIssuer().claims() | claims)
+
+
+def test_fields_come_from_keycloak_claims() -> None:
+    issuer = TestIssuer(realm="shop")
+    claims = issuer.claims(scope="orders:read email", realm_roles=("auditor",), client_roles={"machine-b": ["writer"]})
+    p = ServicePrincipal.from_claims(claims)
+    assert p.client_id == "machine-a"
+    assert p.subject == claims["sub"]
+    assert p.issuer == issuer.issuer
+    assert p.audiences == ("machine-b",)
+    assert p.scopes == {"orders:read", "email"}
+    assert "auditor" in p.realm_roles
+    assert p.roles_of("machine-b") == {"writer"}
+    assert p.client_roles["account"] == {"manage-account", "view-profile"}
+    assert p.expires_at == claims["exp"]
+    assert p.token_id is not None
+    assert p.token_id.startswith("trrtcc:")
+    assert p.claims["preferred_username"] == "service-account-machine-a"
+
+
+def test_client_id_falls_back_to_client_id_claim_when_azp_is_absent() -> None:
+    claims = TestIssuer().claims(client_id="caller")
+    del claims["azp"]
+    assert ServicePrincipal.from_claims(claims).client_id == "caller"
+
+
+def test_audience_list_is_kept_in_order() -> None:
+    assert principal(aud=["machine-b", "account"]).audiences == ("machine-b", "account")
+
+
+def test_scopes_are_exact_and_case_sensitive() -> None:
+    p = principal(scope="read orders:write")
+    assert p.has_scopes("read")
+    assert p.has_scopes("read", "orders:write")
+    assert not p.has_scopes("read:all")
+    assert not p.has_scopes("READ")
+    assert not p.has_scopes("read", "admin")
+
+
+def test_scope_claim_as_list_of_strings_is_tolerated() -> None:
+    assert principal(scope=["a", "b"]).scopes == {"a", "b"}
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"realm_access": "admin", "resource_access": ["machine-b"]},
+        {"realm_access": {"roles": "admin"}, "resource_access": {"machine-b": {"roles": {"writer": True}}}},
+        {"realm_access": None, "resource_access": {"machine-b": None}},
+        {"scope": 42},
+    ],
+)
+def test_malformed_role_and_scope_claims_grant_nothing(claims: dict[str, Any]) -> None:
+    p = principal(**claims)
+    if "scope" in claims:
+        assert p.scopes == frozenset()
+    else:
+        assert p.realm_roles == frozenset()
+        assert p.roles_of("machine-b") == frozenset()
+
+
+def test_non_string_role_members_are_ignored() -> None:
+    p = principal(realm_access={"roles": ["reader", 7, {"x": 1}]})
+    assert p.realm_roles == {"reader"}
+
+
+def test_roles_of_another_client_do_not_count() -> None:
+    p = principal(resource_access={"machine-a": {"roles": ["writer"]}})
+    assert p.roles_of("machine-b") == frozenset()
+
+
+def test_principal_is_immutable() -> None:
+    p = principal()
+    with pytest.raises(AttributeError):
+        p.client_id = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        p.claims["azp"] = "other"  # type: ignore[index]
