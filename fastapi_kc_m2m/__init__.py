@@ -1,5 +1,16 @@
 """Accept machine-to-machine calls carrying Keycloak-issued access tokens, and reject everything else."""
 
+from ._responses import auth_error_handler
+from .dependencies import (
+    KeycloakClientCredentials,
+    Principal,
+    client_credentials,
+    get_principal,
+    require_any_scope,
+    require_client_role,
+    require_realm_role,
+    require_scope,
+)
 from .errors import (
     AuthError,
     IdentityProviderUnavailable,
@@ -9,6 +20,7 @@ from .errors import (
     MissingCredentials,
 )
 from .keyset import KeySet
+from .middleware import KeycloakAuthMiddleware, ServiceUser
 from .principal import ServicePrincipal
 from .settings import SUPPORTED_ALGORITHMS, KeycloakSettings
 from .verifier import KeycloakAuth
@@ -22,7 +34,18 @@ __all__ = [
     "InvalidToken",
     "KeySet",
     "KeycloakAuth",
+    "KeycloakAuthMiddleware",
+    "KeycloakClientCredentials",
     "KeycloakSettings",
     "MissingCredentials",
+    "Principal",
     "ServicePrincipal",
+    "ServiceUser",
+    "auth_error_handler",
+    "client_credentials",
+    "get_principal",
+    "require_any_scope",
+    "require_client_role",
+    "require_realm_role",
+    "require_scope",
 ]

@@ -13,24 +13,31 @@ from .errors import InvalidToken
 
 # Header members that would make the token choose its own key or processing rules (RFC 7515 §4.1.2-6,
 # §4.1.11, RFC 7797 §3): never honoured, so tokens carrying them are refused outright.
-_FORBIDDEN_HEADER_MEMBERS = ("crit", "b64", "jku", "jwk", "x5u", "x5c")
+_FORBIDDEN_HEADER_MEMBERS = frozenset({"crit", "b64", "jku", "jwk", "x5u", "x5c"})
 _HEADER_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
+_PAYLOAD_TYPES = frozenset({"bearer"})
+# Base64, base64url, UUIDs and thumbprints fit; "..", quotes, spaces and shell or SQL syntax do not.
 _KID = re.compile(r"[A-Za-z0-9._~+/=:-]{1,256}")
 _MAX_TIME = 2.0**53  # beyond any real date; rejects 1e30 and friends
 
 
 def check_header(header: Mapping[str, Any], algorithms: Collection[str]) -> tuple[str, str | None]:
     """Return ``(alg, kid)`` of an acceptable JOSE header (RFC 7515 §4.1, RFC 9068 §4 step 2)."""
-    alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
+    alg, kid = header.get("alg"), header.get("kid")
     if not isinstance(alg, str) or alg not in algorithms:
         raise InvalidToken("algorithm not allowed")
-    if any(member in header for member in _FORBIDDEN_HEADER_MEMBERS):
+    if not _FORBIDDEN_HEADER_MEMBERS.isdisjoint(header):
         raise InvalidToken("unsupported token header")
-    if typ is not None and (not isinstance(typ, str) or typ.lower() not in _HEADER_TYPES):
+    if "typ" in header and not _is_one_of(header["typ"], _HEADER_TYPES):
         raise InvalidToken("not an access token")
-    if kid is not None and (not isinstance(kid, str) or not _KID.fullmatch(kid)):
+    if "kid" in header and (not isinstance(kid, str) or not _KID.fullmatch(kid) or ".." in kid):
         raise InvalidToken("malformed key id")
     return alg, kid
+
+
+def _is_one_of(value: Any, allowed: frozenset[str]) -> bool:
+    """A string equal, ignoring case, to one of ``allowed`` (RFC 7515 §4.1.9: media types)."""
+    return isinstance(value, str) and value.lower() in allowed
 
 
 def _numeric_date(value: Any) -> float:
@@ -57,8 +64,7 @@ def check_type(claims: Mapping[str, Any]) -> None:
     A ``cnf`` claim (RFC 7800, RFC 8705 §3.1, RFC 9449 §6) binds the token to a key this server
     cannot check, so such tokens are refused too.
     """
-    typ = claims.get("typ")
-    if typ is not None and (not isinstance(typ, str) or typ.lower() != "bearer"):
+    if "typ" in claims and not _is_one_of(claims["typ"], _PAYLOAD_TYPES):
         raise InvalidToken("not an access token")
     if "cnf" in claims:
         raise InvalidToken("sender-constrained tokens are not supported")

@@ -51,7 +51,9 @@ class KeySet:
         self._allowed = frozenset(settings.algorithms)
         self._by_kid: dict[str | None, tuple[VerificationKey, ...]] = {}
         self._count = 0
-        self._fetched_at = -math.inf
+        # Deadlines derived from the last good fetch, so the hot path compares two floats.
+        self._refresh_at = -math.inf
+        self._stale_at = -math.inf
         self._retry_at = -math.inf
         self._kid_refetch_at = -math.inf
         self._flight: SingleFlight[bool] = SingleFlight()
@@ -59,20 +61,31 @@ class KeySet:
     @property
     def ready(self) -> bool:
         """Whether usable keys are loaded and younger than the max-stale age."""
-        return self._usable(self._clock())
+        return self._clock() <= self._stale_at
 
     async def refresh(self) -> bool:
         """Fetch now (or join the fetch under way); True when usable keys were loaded."""
         return await self._flight.run(self._fetch)
 
+    def fresh_key(self, kid: str | None, alg: str) -> Key | None:
+        """The key for ``kid`` and ``alg`` if fresh keys hold it (no refresh due), without awaiting.
+
+        ``None`` means: ask :meth:`key_for`, which refreshes, refetches or refuses as needed.
+        """
+        if self._clock() < self._refresh_at:
+            key = self._select(kid, alg)
+            if key is not None:
+                return key.jwk
+        return None
+
     async def key_for(self, kid: str | None, alg: str) -> Key:
         """The key that verifies ``alg`` for ``kid`` (RFC 7515 §4.1.4); refetch on an unknown kid."""
         now = self._clock()
         loaded = False
-        if not self._usable(now):
+        if now > self._stale_at:
             await self._load_cold(now)
             loaded = True  # keys fetched for this very call: refetching them at once cannot help
-        elif self._due_for_refresh(now):
+        elif now >= self._refresh_at and now >= self._retry_at:
             self._flight.start(self._fetch)
         key = self._select(kid, alg)
         # A fetch joined here may have started before the new key was published (a refresh ahead under
@@ -92,13 +105,6 @@ class KeySet:
         self._flight.cancel()
         self._metadata.close()
 
-    def _usable(self, now: float) -> bool:
-        return now - self._fetched_at <= self._settings.jwks_max_stale
-
-    def _due_for_refresh(self, now: float) -> bool:
-        settings = self._settings
-        return now - self._fetched_at >= settings.jwks_ttl - settings.jwks_refresh_ahead and now >= self._retry_at
-
     def _may_refetch(self, now: float) -> bool:
         if self._flight.in_flight:
             return True
@@ -117,7 +123,10 @@ class KeySet:
         if kid is None and self._count != 1:
             return None  # several signing keys: a token must say which one (RFC 7515 §4.1.4)
         candidates = self._by_kid.get(kid, ()) if kid is not None else next(iter(self._by_kid.values()))
-        return next((key for key in candidates if alg in key.algorithms), None)
+        for key in candidates:
+            if alg in key.algorithms:
+                return key
+        return None
 
     async def _fetch(self) -> bool:
         try:
@@ -131,10 +140,11 @@ class KeySet:
             keys = usable_keys(jwks, self._allowed)
             if not keys:
                 raise FetchError("no usable signing key")
-        except FetchError as exc:
+        except Exception as exc:  # any failure, even an unforeseen one, must keep the last good keys serving
             self._retry_at = self._clock() + self._settings.jwks_retry_interval
+            reason = str(exc) if isinstance(exc, FetchError) else type(exc).__name__
             serving = "serving the last good keys" if self.ready else "no usable keys"
-            logger.warning("key set of %s: fetch failed (%s); %s", self.issuer, exc, serving)
+            logger.warning("key set of %s: fetch failed (%s); %s", self.issuer, reason, serving)
             return False
         self._install(keys)
         return True
@@ -145,5 +155,7 @@ class KeySet:
             by_kid.setdefault(key.kid, []).append(key)
         self._by_kid = {kid: tuple(group) for kid, group in by_kid.items()}
         self._count = len(keys)
-        self._fetched_at = self._clock()
+        fetched_at = self._clock()
+        self._refresh_at = fetched_at + self._settings.jwks_ttl - self._settings.jwks_refresh_ahead
+        self._stale_at = fetched_at + self._settings.jwks_max_stale
         logger.info("key set of %s: loaded %d signing keys", self.issuer, len(keys))

@@ -11,9 +11,11 @@ __all__ = ["ServicePrincipal"]
 
 
 def _strings(value: Any) -> frozenset[str]:
-    """The string members of a list as a set; anything else (malformed) grants nothing."""
+    """A list of strings as a set; anything else, even one non-string member, is malformed: nothing."""
     if isinstance(value, list):
-        return frozenset({item for item in value if type(item) is str})
+        strings = [item for item in value if type(item) is str]
+        if len(strings) == len(value):
+            return frozenset(strings)
     return frozenset()
 
 
@@ -40,10 +42,6 @@ def _audiences(value: Any) -> tuple[str, ...]:
     return tuple(item for item in value if isinstance(item, str)) if isinstance(value, list) else ()
 
 
-def _optional_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 @dataclass(frozen=True, slots=True)
 class ServicePrincipal:
     """Who called: the client behind a verified token, its scopes and roles.
@@ -67,14 +65,18 @@ class ServicePrincipal:
 
         ``claims`` is wrapped read-only, not copied: hand over a dict nobody else changes.
         """
+        get = claims.get
+        client_id, sub, jti = get("azp"), get("sub"), get("jti")
+        if not isinstance(client_id, str):
+            client_id = get("client_id")
         return cls(
-            client_id=_optional_str(claims.get("azp")) or _optional_str(claims.get("client_id")) or "",
-            subject=_optional_str(claims.get("sub")),
+            client_id=client_id if isinstance(client_id, str) else "",
+            subject=sub if isinstance(sub, str) else None,
             issuer=claims["iss"],
-            audiences=_audiences(claims.get("aud")),
-            scopes=_scopes(claims.get("scope")),
+            audiences=_audiences(get("aud")),
+            scopes=_scopes(get("scope")),
             expires_at=claims["exp"],
-            token_id=_optional_str(claims.get("jti")),
+            token_id=jti if isinstance(jti, str) else None,
             claims=MappingProxyType(claims) if isinstance(claims, dict) else claims,
         )
 

@@ -103,6 +103,8 @@ class KeycloakSettings(BaseSettings):
     @field_validator("audience")
     @classmethod
     def _check_audience(cls, value: str) -> str:
+        if '"' in value or "\\" in value:
+            raise ValueError("KC_M2M_AUDIENCE must not contain quotes or backslashes (it names the RFC 6750 realm)")
         if value == "account":
             raise ValueError(
                 "KC_M2M_AUDIENCE must be this API's client id: 'account' is Keycloak's account console,"

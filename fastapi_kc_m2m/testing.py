@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -33,11 +34,22 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from .settings import KeycloakSettings
 from .verifier import KeycloakAuth
 
-__all__ = ["OMIT", "FailureMode", "FrozenClock", "SigningKey", "TestIssuer", "b64url", "generate_key"]
+__all__ = [
+    "OMIT",
+    "FailureMode",
+    "FrozenClock",
+    "SigningKey",
+    "TestIssuer",
+    "b64url",
+    "generate_key",
+    "loopback_socket",
+    "serve_app",
+]
 
 #: Pass as a claim or header value to leave that member out of a minted token.
 OMIT: Any = object()
@@ -86,6 +98,44 @@ def generate_key(algorithm: str = "RS256", kid: str | None = None) -> SigningKey
     return key
 
 
+_SHAPE_OPTIONS = frozenset({"client_id", "audience", "scope", "realm_roles", "client_roles", "lifetime"})
+
+
+@functools.cache
+def _decoy_encryption_key() -> RSAKey:
+    """The ``use: enc`` key Keycloak publishes beside its signing keys; one for all issuers (never used)."""
+    return RSAKey.generate_key(2048, parameters={"use": "enc", "alg": "RSA-OAEP"}, auto_kid=True)
+
+
+def loopback_socket() -> socket.socket:
+    """A TCP socket bound to a free port on 127.0.0.1, for :func:`serve_app`."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.contextmanager
+def serve_app(
+    app: ASGIApp, sock: socket.socket | None = None, *, lifespan: Literal["auto", "on", "off"] = "off"
+) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on ``sock`` (default: a free loopback port); yield its base URL."""
+    import uvicorn  # noqa: PLC0415 - only the "testing" extra installs it
+
+    sock = sock or loopback_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started and thread.is_alive():
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
 def _drop_omitted(members: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in members.items() if value is not OMIT}
 
@@ -116,8 +166,7 @@ class TestIssuer:
         self.clock = clock
         self.signing_key = generate_key(algorithm)
         self.published: list[SigningKey] = [self.signing_key]
-        # Keycloak publishes an encryption key beside the signing key; verifiers must skip it.
-        self.encryption_key = RSAKey.generate_key(2048, parameters={"use": "enc", "alg": "RSA-OAEP"}, auto_kid=True)
+        self.encryption_key = _decoy_encryption_key()
         self.requests: Counter[str] = Counter()
         self.failures: dict[str, FailureMode] = {}
         self._stopping = threading.Event()
@@ -147,24 +196,13 @@ class TestIssuer:
     @contextlib.contextmanager
     def serving(cls, realm: str = "test", **options: Any) -> Iterator[TestIssuer]:
         """Run a new issuer on ``http://127.0.0.1:<free port>`` with uvicorn in a thread."""
-        import uvicorn  # noqa: PLC0415 - only the "testing" extra installs it
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = loopback_socket()
         issuer = cls(f"http://127.0.0.1:{sock.getsockname()[1]}", realm, **options)
-        server = uvicorn.Server(uvicorn.Config(issuer.app, log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        try:
-            while not server.started:
-                time.sleep(0.01)
-            yield issuer
-        finally:
-            issuer._stopping.set()  # end requests hanging in "timeout" mode, or shutdown waits for them
-            server.should_exit = True
-            thread.join(timeout=10)
-            sock.close()
+        with serve_app(issuer.app, sock):
+            try:
+                yield issuer
+            finally:
+                issuer._stopping.set()  # end requests hanging in "timeout" mode, or shutdown waits for them
 
     def fail(self, endpoint: Literal["discovery", "jwks"], mode: FailureMode) -> None:
         """Make ``endpoint`` misbehave in the given way until :meth:`heal`."""
@@ -192,7 +230,9 @@ class TestIssuer:
     async def _hang(self) -> None:
         """Wait far past any sane timeout, or until the loopback server stops (so it can shut down)."""
         deadline = time.monotonic() + _HANG_SECONDS
-        while not self._stopping.is_set() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if self._stopping.is_set():  # set from the test's thread: no asyncio.Event can carry it
+                return
             await asyncio.sleep(0.05)
 
     async def _discovery(self, request: Request) -> Response:
@@ -279,26 +319,17 @@ class TestIssuer:
     def token(
         self,
         *,
-        client_id: str = "machine-a",
-        audience: str | list[str] | None = None,
-        scope: str = "profile email",
-        realm_roles: tuple[str, ...] = (),
-        client_roles: Mapping[str, list[str]] | None = None,
-        lifetime: int = 300,
         header: Mapping[str, Any] | None = None,
         key: SigningKey | None = None,
         **claims: Any,
     ) -> str:
-        """Mint a signed access token; extra keywords override claims (``OMIT`` removes one)."""
-        payload = self.claims(
-            client_id=client_id,
-            audience=audience,
-            scope=scope,
-            realm_roles=realm_roles,
-            client_roles=client_roles,
-            lifetime=lifetime,
-        )
-        return self.sign(_drop_omitted(payload | claims), header=header, key=key)
+        """Mint a signed access token.
+
+        Keywords of :meth:`claims` (``client_id``, ``audience``, ``scope``, ``realm_roles``,
+        ``client_roles``, ``lifetime``) shape it; any other keyword sets that claim (``OMIT`` removes it).
+        """
+        shape = {name: claims.pop(name) for name in _SHAPE_OPTIONS & claims.keys()}
+        return self.sign(_drop_omitted(self.claims(**shape) | claims), header=header, key=key)
 
     def sign(
         self,

@@ -7,10 +7,14 @@ before the key lookup is local, so junk tokens and untrusted issuers cause no ne
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -18,7 +22,9 @@ from ._cache import VerifiedTokenCache, bounded_put
 from ._claims import check_audience, check_client, check_header, check_times, check_type
 from ._discovery import ProviderMetadata
 from ._jws import decode_segment, json_object, signature_is_valid, split_compact
-from .errors import InvalidToken
+from ._openapi import document_openapi
+from ._state import STATE_KEY
+from .errors import IdentityProviderUnavailable, InvalidToken
 from .keyset import KeySet
 from .principal import ServicePrincipal
 from .settings import KeycloakSettings
@@ -61,6 +67,7 @@ class KeycloakAuth:
         }
         self._cache = VerifiedTokenCache(self.settings.token_cache_size, self.settings.token_cache_ttl, clock)
         self._algorithms = frozenset(self.settings.algorithms)
+        self._prefetching: asyncio.Task[bool] | None = None
         self._headers: dict[bytes, tuple[str, str | None]] = {}
 
     async def __aenter__(self) -> KeycloakAuth:
@@ -73,6 +80,8 @@ class KeycloakAuth:
 
     async def aclose(self) -> None:
         """Cancel background fetches and close the HTTP client if this object created it."""
+        if self._prefetching is not None:
+            self._prefetching.cancel()
         for key_set in self._key_sets.values():
             key_set.close()
         if self._owns_client:
@@ -87,6 +96,29 @@ class KeycloakAuth:
         """Load every issuer's keys now; True when all of them succeeded."""
         results = [await key_set.refresh() for key_set in self._key_sets.values()]
         return all(results)
+
+    async def startup(self, *, prefetch: bool = True, strict: bool = False) -> None:
+        """Load the keys at start-up: in the background (start-up never waits for Keycloak), or with
+        ``strict=True`` now, raising :class:`~.errors.IdentityProviderUnavailable` when that fails."""
+        if strict:
+            if not await self.prefetch():
+                raise IdentityProviderUnavailable(
+                    math.ceil(self.settings.jwks_retry_interval), "keys unavailable at start-up"
+                )
+        elif prefetch:
+            self._prefetching = asyncio.get_running_loop().create_task(self.prefetch())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(
+        self, app: Any = None, *, prefetch: bool = True, strict: bool = False
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The app lifespan, ``FastAPI(lifespan=auth.lifespan)``: :meth:`startup`, then share this verifier
+        with every request (lifespan state ``keycloak_auth``), document the OAuth2 flow in the app's
+        OpenAPI (RFC 6749 §4.4) and close the HTTP client at shut-down."""
+        async with self:
+            await self.startup(prefetch=prefetch, strict=strict)
+            document_openapi(app, self.settings)
+            yield {STATE_KEY: self}
 
     async def verify(self, token: str) -> ServicePrincipal:
         """Verify a bearer token and return its principal, or raise an :class:`~.errors.AuthError`.
@@ -123,7 +155,9 @@ class KeycloakAuth:
         check_times(claims, self._clock(), self.settings.clock_skew)
         check_audience(claims, self.settings.audience)
         check_client(claims, self.settings.allowed_clients)
-        key = await key_set.key_for(kid, alg)
+        key = key_set.fresh_key(kid, alg)
+        if key is None:
+            key = await key_set.key_for(kid, alg)
         if not signature_is_valid(signing_input, decode_segment(signature), alg, key):
             raise InvalidToken("invalid signature")
         return ServicePrincipal.from_claims(claims)

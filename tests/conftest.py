@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import httpx
 import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fastapi_kc_m2m import KeycloakAuth
-from fastapi_kc_m2m.testing import FrozenClock, TestIssuer
+from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, serve_app
 
 
 @pytest.fixture
@@ -36,3 +40,34 @@ def served_issuer() -> Iterator[TestIssuer]:
     """An issuer on a real loopback port (uvicorn in a thread), with the real clock."""
     with TestIssuer.serving() as running:
         yield running
+
+
+@contextlib.asynccontextmanager
+async def _lifespan_client(app: ASGIApp, lifespan: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client for ``app`` with ``lifespan`` running and its state shared with every request,
+    as an ASGI server does (httpx.ASGITransport runs no lifespan)."""
+    async with lifespan(app) as state:
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            await app({**scope, "state": dict(state or {})}, receive, send)
+
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=with_state), base_url="http://api.test") as c:
+            yield c
+
+
+@pytest.fixture
+def lifespan_client() -> Any:
+    """``async with lifespan_client(app, lifespan) as client``: requests see the lifespan state."""
+    return _lifespan_client
+
+
+@pytest.fixture
+def serve() -> Any:
+    """``with serve(app) as host_port``: ``app`` served by uvicorn on loopback, lifespan on."""
+
+    @contextlib.contextmanager
+    def served(app: ASGIApp) -> Iterator[str]:
+        with serve_app(app, lifespan="on") as base_url:
+            yield base_url.removeprefix("http://")
+
+    return served

@@ -69,9 +69,10 @@ def test_malformed_role_and_scope_claims_grant_nothing(claims: dict[str, Any]) -
         assert p.roles_of("machine-b") == frozenset()
 
 
-def test_non_string_role_members_are_ignored() -> None:
-    p = principal(realm_access={"roles": ["reader", 7, {"x": 1}]})
-    assert p.realm_roles == {"reader"}
+def test_a_role_list_with_a_non_string_member_grants_nothing() -> None:
+    p = principal(realm_access={"roles": ["reader", 7, {"x": 1}]}, scope=["a", 1])
+    assert p.realm_roles == frozenset()
+    assert p.scopes == frozenset()
 
 
 def test_roles_of_another_client_do_not_count() -> None:

@@ -44,6 +44,7 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     [
         ({"audience": ""}, "KC_M2M_AUDIENCE"),
         ({"audience": "account"}, "account console"),
+        ({"audience": 'api"x'}, "must not contain quotes"),
         ({"server_url": None, "realm": None}, "no issuer is trusted"),
         ({"realm": None, "issuers": ("http://kc/realms/x",)}, "go together"),
         ({"server_url": "ftp://kc"}, "http(s) URL"),

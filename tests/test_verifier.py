@@ -81,14 +81,14 @@ def ec_issuer(clock: FrozenClock) -> TestIssuer:
 
 
 @pytest.fixture
-def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Records every signature verification the verifier performs (one per token not served from cache)."""
-    calls: list[str] = []
+    calls: list[bool] = []
     original = verifier.signature_is_valid
 
-    def spy(jws: Any, alg: str, key: Any) -> bool:
-        calls.append(alg)
-        return original(jws, alg, key)
+    def spy(*args: Any) -> bool:
+        calls.append(original(*args))
+        return calls[-1]
 
     monkeypatch.setattr(verifier, "signature_is_valid", spy)
     return calls
@@ -440,6 +440,8 @@ async def test_ecdsa_wrong_length_or_der_signature_is_refused(
 
 
 # ------------------------------------------------------------------------------------ 23-26: key ids
+# Outside tests joserfc only warns about weak keys, so the key set's own size check must drop the key.
+@pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")
 async def test_token_signed_by_a_published_weak_rsa_key_is_refused(issuer: TestIssuer, auth: KeycloakAuth) -> None:
     with pytest.warns(SecurityWarning):
         weak = RSAKey.import_key(rsa.generate_private_key(65537, 1024), parameters={"kid": "weak"})  # noqa: S505 - on purpose
@@ -455,21 +457,10 @@ async def test_unknown_kids_are_refused_with_bounded_fetches(issuer: TestIssuer,
     assert issuer.requests["jwks"] <= 2  # the cold load and at most one refetch per cooldown
 
 
-_KID_BUG = (
-    "BUG: check_header only validates kid when it is not None, so a JSON null kid counts as absent and a token "
-    'with "kid": null verifies when one signing key is published'
-)
-_KID_PATH_BUG = (
-    "BUG: _KID allows '/' and '.', so a path-traversal kid passes the header check and triggers discovery/JWKS fetches"
-)
-
-
 @pytest.mark.parametrize(
     "kid",
     [
-        pytest.param(
-            "../../../../etc/passwd", id="path-traversal", marks=pytest.mark.xfail(strict=True, reason=_KID_PATH_BUG)
-        ),
+        pytest.param("../../../../etc/passwd", id="path-traversal"),
         pytest.param("..\\..\\windows\\win.ini", id="path-traversal-backslash"),
         pytest.param("%2e%2e%2fetc%2fpasswd", id="path-traversal-encoded"),
         pytest.param("' OR '1'='1' --", id="sql"),
@@ -481,7 +472,7 @@ _KID_PATH_BUG = (
         pytest.param({"kid": "x"}, id="object"),
         pytest.param(["x"], id="array"),
         pytest.param(True, id="boolean"),
-        pytest.param(None, id="null", marks=pytest.mark.xfail(strict=True, reason=_KID_BUG)),
+        pytest.param(None, id="null"),
         pytest.param("", id="empty"),
         pytest.param("kid\x00", id="nul"),
         pytest.param("kid\r\nX-Injected: 1", id="crlf"),
@@ -682,7 +673,9 @@ async def test_audience_naming_us_is_accepted(issuer: TestIssuer, auth: Keycloak
     assert (await auth.verify(issuer.token(aud=aud))).audiences
 
 
-@pytest.mark.parametrize("typ", ["ID", "Refresh", "Offline", "Logout", "Serialized-ID", "DPoP", "", ["Bearer"], 1])
+@pytest.mark.parametrize(
+    "typ", ["ID", "Refresh", "Offline", "Logout", "Serialized-ID", "DPoP", "", ["Bearer"], 1, None]
+)
 async def test_payload_typ_other_than_bearer_is_refused(issuer: TestIssuer, auth: KeycloakAuth, typ: Any) -> None:
     await refused(auth, issuer.token(typ=typ))
     assert not issuer.requests
@@ -700,7 +693,7 @@ async def test_keycloak_refresh_and_logout_tokens_are_refused(issuer: TestIssuer
 
 
 @pytest.mark.parametrize(
-    "typ", ["dpop+jwt", "logout+jwt", "secevent+jwt", "id_token+jwt", "JWS", "application/jwt", "", 1, ["JWT"]]
+    "typ", ["dpop+jwt", "logout+jwt", "secevent+jwt", "id_token+jwt", "JWS", "application/jwt", "", 1, ["JWT"], None]
 )
 async def test_header_typ_of_other_tokens_is_refused(issuer: TestIssuer, auth: KeycloakAuth, typ: Any) -> None:
     await refused(auth, issuer.token(header={"typ": typ}))
@@ -731,13 +724,13 @@ async def test_untrusted_realm_is_refused_without_any_fetch(
 
 # ------------------------------------------------------------------------------ verified-token cache
 async def test_repeated_token_is_served_from_the_cache(
-    issuer: TestIssuer, auth: KeycloakAuth, signature_checks: list[str]
+    issuer: TestIssuer, auth: KeycloakAuth, signature_checks: list[bool]
 ) -> None:
     token = issuer.token()
     first = await auth.verify(token)
     for _ in range(3):
         assert await auth.verify(token) is first
-    assert signature_checks == ["RS256"]
+    assert signature_checks == [True]
     await auth.verify(issuer.token())
     assert len(signature_checks) == 2
 
@@ -753,7 +746,7 @@ async def test_cache_entry_never_outlives_exp(issuer: TestIssuer, clock: FrozenC
 
 
 async def test_cache_entry_never_outlives_its_ttl(
-    issuer: TestIssuer, clock: FrozenClock, signature_checks: list[str]
+    issuer: TestIssuer, clock: FrozenClock, signature_checks: list[bool]
 ) -> None:
     async with issuer.auth(token_cache_ttl=10) as auth:
         token = issuer.token()
@@ -766,7 +759,7 @@ async def test_cache_entry_never_outlives_its_ttl(
         assert len(signature_checks) == 2
 
 
-async def test_cache_size_zero_disables_the_cache(issuer: TestIssuer, signature_checks: list[str]) -> None:
+async def test_cache_size_zero_disables_the_cache(issuer: TestIssuer, signature_checks: list[bool]) -> None:
     async with issuer.auth(token_cache_size=0) as auth:
         token = issuer.token()
         for _ in range(3):
@@ -774,7 +767,7 @@ async def test_cache_size_zero_disables_the_cache(issuer: TestIssuer, signature_
     assert len(signature_checks) == 3
 
 
-async def test_cache_size_is_bounded(issuer: TestIssuer, signature_checks: list[str]) -> None:
+async def test_cache_size_is_bounded(issuer: TestIssuer, signature_checks: list[bool]) -> None:
     size, count = 3, 10
     async with issuer.auth(token_cache_size=size) as auth:
         tokens = [issuer.token() for _ in range(count)]
@@ -786,13 +779,13 @@ async def test_cache_size_is_bounded(issuer: TestIssuer, signature_checks: list[
 
 
 async def test_invalid_tokens_are_never_cached(
-    issuer: TestIssuer, auth: KeycloakAuth, clock: FrozenClock, signature_checks: list[str]
+    issuer: TestIssuer, auth: KeycloakAuth, clock: FrozenClock, signature_checks: list[bool]
 ) -> None:
     h, p, s = issuer.token().split(".")
     forged = f"{h}.{p}.{s[:-8]}AAAAAAAA"
     for _ in range(3):
         await refused(auth, forged)
-    assert len(signature_checks) == 3
+    assert signature_checks == [False, False, False]
     early = issuer.token(nbf=clock.now + 120)
     await refused(auth, early)
     clock.advance(120)
