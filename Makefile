@@ -2,7 +2,7 @@
 
 demo:
 	scripts/bootstrap
-	.venv/bin/python -m fastapi_kc_m2m.demo
+	.venv/bin/python -m example_service.demo
 
 lint:
 	.venv/bin/ruff check .
@@ -15,4 +15,6 @@ test:
 
 bench:
 	scripts/bootstrap
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || true
 	.venv/bin/python benchmarks/verify.py
+	.venv/bin/python benchmarks/e2e.py
