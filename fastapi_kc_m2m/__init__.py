@@ -6,6 +6,7 @@ from .dependencies import (
     Principal,
     client_credentials,
     get_principal,
+    require_active_token,
     require_any_scope,
     require_client_role,
     require_realm_role,
@@ -22,7 +23,7 @@ from .errors import (
 from .keyset import KeySet
 from .middleware import KeycloakAuthMiddleware, ServiceUser
 from .principal import ServicePrincipal
-from .settings import SUPPORTED_ALGORITHMS, KeycloakSettings
+from .settings import SUPPORTED_ALGORITHMS, IntrospectionPolicy, KeycloakSettings
 from .verifier import KeycloakAuth
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "AuthError",
     "IdentityProviderUnavailable",
     "InsufficientScope",
+    "IntrospectionPolicy",
     "InvalidRequest",
     "InvalidToken",
     "KeySet",
@@ -44,6 +46,7 @@ __all__ = [
     "auth_error_handler",
     "client_credentials",
     "get_principal",
+    "require_active_token",
     "require_any_scope",
     "require_client_role",
     "require_realm_role",

@@ -3,54 +3,86 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import functools
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, Generic, TypeVar
 
+K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
+
+
+class KeyedSingleFlight(Generic[K, T]):
+    """Run at most one coroutine at a time per key; later callers with that key wait for the running one.
+
+    A run is forgotten as soon as it ends, so memory follows the number of runs under way.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: dict[K, asyncio.Task[T]] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def in_flight(self, key: K) -> bool:
+        """Whether a run for ``key`` is under way on the current event loop."""
+        return self._current(key) is not None
+
+    def start(self, key: K, work: Callable[[], Coroutine[Any, Any, T]]) -> asyncio.Task[T]:
+        """Start ``work`` unless a run for ``key`` is under way; return the running task either way."""
+        task = self._current(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(work())
+            task.add_done_callback(functools.partial(self._finished, key))
+            self._tasks[key] = task
+        return task
+
+    async def run(self, key: K, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Join the run for ``key`` under way or start one, and wait for its result.
+
+        A cancelled waiter does not cancel the shared run (``asyncio.shield``).
+        """
+        return await asyncio.shield(self.start(key, work))
+
+    def cancel(self) -> None:
+        """Cancel every run under way (used when the owner closes)."""
+        tasks, self._tasks = self._tasks, {}
+        for task in tasks.values():
+            task.cancel()
+
+    def _current(self, key: K) -> asyncio.Task[T] | None:
+        task = self._tasks.get(key)
+        # A task left behind by another (closed) event loop can never finish here: forget it.
+        if task is not None and task.get_loop() is not asyncio.get_running_loop():
+            del self._tasks[key]
+            task = None
+        return task
+
+    def _finished(self, key: K, task: asyncio.Task[T]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+        if not task.cancelled():
+            task.exception()  # mark as retrieved: background runs report through their own result
 
 
 class SingleFlight(Generic[T]):
     """Run a coroutine at most once at a time; later callers wait for the running one."""
 
     def __init__(self) -> None:
-        self._task: asyncio.Task[T] | None = None
+        self._flights: KeyedSingleFlight[None, T] = KeyedSingleFlight()
 
     @property
     def in_flight(self) -> bool:
         """Whether a run is under way on the current event loop."""
-        return self._current() is not None
+        return self._flights.in_flight(None)
 
     def start(self, work: Callable[[], Coroutine[Any, Any, T]]) -> asyncio.Task[T]:
         """Start ``work`` unless a run is under way; return the running task either way."""
-        task = self._current()
-        if task is None:
-            task = asyncio.get_running_loop().create_task(work())
-            task.add_done_callback(self._finished)
-            self._task = task
-        return task
+        return self._flights.start(None, work)
 
     async def run(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Join the run under way or start one, and wait for its result.
-
-        A cancelled waiter does not cancel the shared run (``asyncio.shield``).
-        """
-        return await asyncio.shield(self.start(work))
+        """Join the run under way or start one, and wait for its result (waiters' cancellation is shielded)."""
+        return await self._flights.run(None, work)
 
     def cancel(self) -> None:
         """Cancel the run under way, if any (used when the owner closes)."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    def _current(self) -> asyncio.Task[T] | None:
-        task = self._task
-        # A task left behind by another (closed) event loop can never finish here: forget it.
-        if task is not None and task.get_loop() is not asyncio.get_running_loop():
-            self._task = task = None
-        return task
-
-    def _finished(self, task: asyncio.Task[T]) -> None:
-        if self._task is task:
-            self._task = None
-        if not task.cancelled():
-            task.exception()  # mark as retrieved: background runs report through their own result
+        self._flights.cancel()

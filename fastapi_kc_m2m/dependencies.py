@@ -30,6 +30,7 @@ __all__ = [
     "Principal",
     "client_credentials",
     "get_principal",
+    "require_active_token",
     "require_any_scope",
     "require_client_role",
     "require_realm_role",
@@ -90,6 +91,23 @@ class _Requirement:
         if not self._granted(principal, connection):
             raise InsufficientScope(self._scope, self._description)
         return principal
+
+
+async def _active_principal(connection: HTTPConnection, principal: Principal) -> ServicePrincipal:
+    """The caller, once introspection (RFC 7662) says its token is active: the token is read from the
+    request again and introspected, reusing the cached local verification."""
+    token = bearer_token(connection.scope)
+    if token is None:  # a principal without a bearer token: set by something other than this package
+        raise MissingCredentials()
+    return await keycloak_auth(connection.scope).verify(token, introspect=True)
+
+
+def require_active_token() -> Any:
+    """Require that Keycloak still calls the token active (not revoked), by introspection on this route.
+
+    Needs ``KC_M2M_INTROSPECTION`` ``per_route`` (or ``always``) and client credentials. Answers are
+    cached for ``introspection_cache_ttl``; when introspection is unavailable the request gets a 503."""
+    return Depends(_active_principal)
 
 
 def require_scope(*scopes: str) -> Any:

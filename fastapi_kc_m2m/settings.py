@@ -6,13 +6,18 @@ naming the variable to fix.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["SUPPORTED_ALGORITHMS", "KeycloakSettings"]
+from .client_auth import ASSERTION_ALGORITHMS, ClientAuthMethod
+
+__all__ = ["SUPPORTED_ALGORITHMS", "IntrospectionPolicy", "KeycloakSettings"]
+
+#: When tokens are introspected (RFC 7662): never, for every request, or on routes that ask for it.
+IntrospectionPolicy = Literal["off", "always", "per_route"]
 
 #: Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037 §3.1) the verifier can be allowed to accept.
 #: HMAC and ``none`` are absent on purpose: a resource server never shares a secret with the issuer.
@@ -44,7 +49,8 @@ class KeycloakSettings(BaseSettings):
     own key set, chosen by the token's ``iss``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="KC_M2M_", frozen=True, extra="forbid")
+    # Inputs stay out of error messages: they may hold the client secret or private key.
+    model_config = SettingsConfigDict(env_prefix="KC_M2M_", frozen=True, extra="forbid", hide_input_in_errors=True)
 
     server_url: str | None = Field(None, description="Keycloak base URL, e.g. http://keycloak:8080")
     realm: str | None = Field(None, description="Realm on server_url whose tokens are trusted")
@@ -67,6 +73,30 @@ class KeycloakSettings(BaseSettings):
     http_max_body: int = Field(65536, ge=1024, description="Largest response body accepted from Keycloak")
     token_cache_size: int = Field(10000, ge=0, description="Verified tokens remembered; 0 disables")
     token_cache_ttl: float = Field(300.0, ge=0, description="Upper bound on a remembered token's life")
+    introspection: IntrospectionPolicy = Field(
+        "off", description="Token introspection: off, always, or per_route (routes using require_active_token)"
+    )
+    client_id: str | None = Field(
+        None, description="This API's own Keycloak client for introspection; default: audience"
+    )
+    client_secret: SecretStr | None = Field(None, description="Its secret (client_secret_basic, client_secret_post)")
+    client_auth_method: ClientAuthMethod = Field("client_secret_basic", description="How it authenticates")
+    client_private_key: SecretStr | None = Field(
+        None, description="For private_key_jwt: path to a PEM private key file, or a private JWK as JSON"
+    )
+    client_key_id: str | None = Field(None, description="kid of the client assertion; default: the JWK's kid")
+    client_assertion_alg: str = Field("RS256", description="Signing algorithm of the client assertion")
+    introspection_endpoints: dict[str, str] = Field(
+        default_factory=dict, description="JSON object issuer -> introspection endpoint, skipping discovery"
+    )
+    introspection_cache_ttl: float = Field(
+        30.0, ge=0, description="Seconds an introspection answer is reused: how long a revoked token stays usable"
+    )
+    introspection_cache_size: int = Field(10000, ge=0, description="Introspection answers remembered; 0 disables")
+    introspection_timeout: float = Field(3.0, gt=0, description="Total time one introspection call may take")
+    lightweight_tokens: bool = Field(
+        False, description="Accept tokens without aud, taking aud and roles from the introspection answer"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -93,11 +123,18 @@ class KeycloakSettings(BaseSettings):
     def _check_issuers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_check_http_url(issuer, "each of KC_M2M_ISSUERS") for issuer in value)
 
-    @field_validator("jwks_uris")
+    @field_validator("jwks_uris", "introspection_endpoints")
     @classmethod
-    def _check_jwks_uris(cls, value: dict[str, str]) -> dict[str, str]:
+    def _check_endpoint_urls(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         for uri in value.values():
-            _check_http_url(uri, "each jwks_uri in KC_M2M_JWKS_URIS")
+            _check_http_url(uri, f"each URL in KC_M2M_{str(info.field_name).upper()}")
+        return value
+
+    @field_validator("client_assertion_alg")
+    @classmethod
+    def _check_assertion_alg(cls, value: str) -> str:
+        if value not in ASSERTION_ALGORITHMS:
+            raise ValueError(f"KC_M2M_CLIENT_ASSERTION_ALG must be one of {sorted(ASSERTION_ALGORITHMS)}")
         return value
 
     @field_validator("audience")
@@ -129,14 +166,42 @@ class KeycloakSettings(BaseSettings):
             raise ValueError("set KC_M2M_SERVER_URL and KC_M2M_REALM, or KC_M2M_ISSUERS: no issuer is trusted")
         if (self.server_url is None) != (self.realm is None):
             raise ValueError("KC_M2M_SERVER_URL and KC_M2M_REALM go together: set both or neither")
-        stray = sorted(set(self.jwks_uris) - set(self.trusted_issuers))
-        if stray:
-            raise ValueError(f"KC_M2M_JWKS_URIS names issuers that are not trusted: {stray}")
+        for variable, mapping in (
+            ("KC_M2M_JWKS_URIS", self.jwks_uris),
+            ("KC_M2M_INTROSPECTION_ENDPOINTS", self.introspection_endpoints),
+        ):
+            stray = sorted(set(mapping) - set(self.trusted_issuers))
+            if stray:
+                raise ValueError(f"{variable} names issuers that are not trusted: {stray}")
         if self.jwks_refresh_ahead >= self.jwks_ttl:
             raise ValueError("KC_M2M_JWKS_REFRESH_AHEAD must be shorter than KC_M2M_JWKS_TTL")
         if self.jwks_max_stale < self.jwks_ttl:
             raise ValueError("KC_M2M_JWKS_MAX_STALE must be at least KC_M2M_JWKS_TTL")
+        if self.introspects:
+            self._check_client_credentials()
         return self
+
+    def _check_client_credentials(self) -> None:
+        """Introspection needs exactly the credential its client authentication method uses."""
+        why = "KC_M2M_INTROSPECTION" if self.introspection != "off" else "KC_M2M_LIGHTWEIGHT_TOKENS"
+        method = self.client_auth_method
+        secret = ("KC_M2M_CLIENT_SECRET", self.client_secret)
+        key = ("KC_M2M_CLIENT_PRIVATE_KEY", self.client_private_key)
+        (needed, value), (_, unused) = (key, secret) if method == "private_key_jwt" else (secret, key)
+        if value is None or not value.get_secret_value():
+            raise ValueError(f"{why} with KC_M2M_CLIENT_AUTH_METHOD={method} needs {needed}")
+        if unused is not None:
+            raise ValueError(f"KC_M2M_CLIENT_AUTH_METHOD={method} uses {needed} only: unset the other credential")
+
+    @property
+    def introspects(self) -> bool:
+        """Whether any token may be introspected: a policy other than ``off``, or lightweight tokens."""
+        return self.introspection != "off" or self.lightweight_tokens
+
+    @property
+    def introspecting_client_id(self) -> str:
+        """The client id introspection authenticates as: ``client_id``, else the audience."""
+        return self.client_id or self.audience
 
     @property
     def trusted_issuers(self) -> tuple[str, ...]:

@@ -8,6 +8,17 @@ issues for ``grant_type=client_credentials``. Any claim or header can be overrid
     issuer = TestIssuer(audience="orders")
     async with issuer.auth() as auth:
         principal = await auth.verify(issuer.token(scope="orders:read"))
+
+It also introspects its tokens (RFC 7662) for registered clients, and revokes them::
+
+    issuer.register_client("orders", secret="s3cret")
+    async with issuer.auth(introspection="always", client_secret="s3cret") as auth:
+        token = issuer.token()
+        await auth.verify(token)
+        issuer.revoke(token)  # refused once the introspection cache time has passed
+
+Registered clients also get tokens from its token endpoint (``grant_type=client_credentials``), as a
+calling machine does with :class:`fastapi_kc_m2m.client.ClientCredentialsAuth`.
 """
 
 from __future__ import annotations
@@ -24,8 +35,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 import httpx
 from joserfc.jwk import ECKey, OKPKey, RSAKey
@@ -36,6 +48,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from ._jws import decode_segment, json_object, signature_is_valid, split_compact
+from ._testing_clients import ClientRegistry, RegisteredClient
+from .errors import InvalidToken
 from .settings import KeycloakSettings
 from .verifier import KeycloakAuth
 
@@ -55,8 +70,9 @@ __all__ = [
 OMIT: Any = object()
 
 #: How an endpoint of the issuer misbehaves: an error status, a hang past any sane timeout, an HTML
-#: page, a body far over the size cap, or a key set with no usable key.
-FailureMode = Literal["status", "timeout", "html", "oversized", "no_keys"]
+#: page, a body far over the size cap, a key set with no usable key, or an introspection answer whose
+#: ``active`` is the string ``"true"`` or missing.
+FailureMode = Literal["status", "timeout", "html", "oversized", "no_keys", "active_string", "active_missing"]
 
 #: The private key types an issuer signs with.
 SigningKey = RSAKey | ECKey | OKPKey
@@ -99,6 +115,8 @@ def generate_key(algorithm: str = "RS256", kid: str | None = None) -> SigningKey
 
 
 _SHAPE_OPTIONS = frozenset({"client_id", "audience", "scope", "realm_roles", "client_roles", "lifetime"})
+#: What a lightweight access token keeps (Keycloak 24+); introspection still answers with every claim.
+_LIGHTWEIGHT_CLAIMS = frozenset({"exp", "iat", "jti", "iss", "typ", "azp", "sid", "scope", "cnf", "sub"})
 
 
 @functools.cache
@@ -136,15 +154,37 @@ def serve_app(
         sock.close()
 
 
+async def _unique_form(request: Request) -> dict[str, str] | None:
+    """The request's form fields, or ``None`` when one is repeated (Keycloak refuses those with 400)."""
+    pairs = parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+    form = dict(pairs)
+    return form if len(form) == len(pairs) else None
+
+
 def _drop_omitted(members: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in members.items() if value is not OMIT}
 
 
-class TestIssuer:
-    """An authorization server in Keycloak's shape: discovery, JWKS and access tokens.
+def _misshapen(document: Mapping[str, Any], mode: FailureMode | None) -> dict[str, Any]:
+    """The JSON body an endpoint answers in failure ``mode`` (``None``: the document itself)."""
+    if mode == "oversized":
+        return {"keys": [], "padding": "x" * (1 << 20)}
+    if mode == "no_keys":
+        return {"keys": []}
+    if mode == "active_string":
+        return {**document, "active": "true"}
+    if mode == "active_missing":
+        return {name: value for name, value in document.items() if name != "active"}
+    return dict(document)
 
-    ``requests`` counts the hits on each endpoint (``"discovery"``, ``"jwks"``); ``fail()`` makes an
-    endpoint misbehave until ``heal()``.
+
+class TestIssuer:
+    """An authorization server in Keycloak's shape: discovery, JWKS, token endpoint and introspection.
+
+    ``requests`` counts the hits on each endpoint (``"discovery"``, ``"jwks"``, ``"introspection"``,
+    ``"token"``);
+    ``fail()`` makes an endpoint misbehave until ``heal()``. With ``audience_rule=True`` introspection
+    behaves as Keycloak 26.6.2+: a token is inactive unless the introspecting client is in its ``aud``.
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -157,6 +197,7 @@ class TestIssuer:
         audience: str = "machine-b",
         algorithm: str = "RS256",
         clock: Callable[[], float] = time.time,
+        audience_rule: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.realm = realm
@@ -169,11 +210,25 @@ class TestIssuer:
         self.encryption_key = _decoy_encryption_key()
         self.requests: Counter[str] = Counter()
         self.failures: dict[str, FailureMode] = {}
+        self.audience_rule = audience_rule
+        self.revoked: set[bytes] = set()
+        #: Client-credentials grants: token lifetime, scopes a client may request beyond the default
+        #: ``profile email``, and clients without a service account (``unauthorized_client``).
+        self.token_lifetime = 300
+        self.optional_scopes = {"openid", "address", "phone", "offline_access", "microprofile-jwt"}
+        self.no_service_account: set[str] = set()
+        endpoints = self.discovery_document()
+        self.clients = ClientRegistry(
+            (self.issuer, endpoints["token_endpoint"], endpoints["introspection_endpoint"]), clock
+        )
+        self._full_claims: dict[str, dict[str, Any]] = {}  # of lightweight tokens, by jti
         self._stopping = threading.Event()
         self.app = Starlette(
             routes=[
                 Route(f"/realms/{realm}/.well-known/openid-configuration", self._discovery),
                 Route(f"/realms/{realm}/protocol/openid-connect/certs", self._jwks),
+                Route(f"/realms/{realm}/protocol/openid-connect/token/introspect", self._introspect, methods=["POST"]),
+                Route(f"/realms/{realm}/protocol/openid-connect/token", self._token, methods=["POST"]),
             ]
         )
 
@@ -204,7 +259,7 @@ class TestIssuer:
             finally:
                 issuer._stopping.set()  # end requests hanging in "timeout" mode, or shutdown waits for them
 
-    def fail(self, endpoint: Literal["discovery", "jwks"], mode: FailureMode) -> None:
+    def fail(self, endpoint: Literal["discovery", "jwks", "introspection", "token"], mode: FailureMode) -> None:
         """Make ``endpoint`` misbehave in the given way until :meth:`heal`."""
         self.failures[endpoint] = mode
 
@@ -221,11 +276,7 @@ class TestIssuer:
             return JSONResponse({"error": "unknown_error"}, status_code=500)
         if mode == "html":
             return Response("<html><body>Service Unavailable</body></html>", media_type="text/html")
-        if mode == "oversized":
-            return JSONResponse({"keys": [], "padding": "x" * (1 << 20)})
-        if mode == "no_keys":
-            return JSONResponse({"keys": []})
-        return JSONResponse(dict(document))
+        return JSONResponse(_misshapen(document, mode))
 
     async def _hang(self) -> None:
         """Wait far past any sane timeout, or until the loopback server stops (so it can shut down)."""
@@ -240,6 +291,56 @@ class TestIssuer:
 
     async def _jwks(self, request: Request) -> Response:
         return await self._answer("jwks", self.jwks())
+
+    async def _introspect(self, request: Request) -> Response:
+        """RFC 7662 §2: authenticate the client (401 ``invalid_client``), then answer for ``token``."""
+        form = await _unique_form(request)
+        if form is None:
+            self.requests["introspection"] += 1
+            return JSONResponse({"error": "invalid_request"}, status_code=400)
+        client_id = self.clients.authenticate(request.headers.get("authorization"), form)
+        if client_id is None:
+            self.requests["introspection"] += 1
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        return await self._answer("introspection", self.introspection_answer(form.get("token", ""), client_id))
+
+    async def _token(self, request: Request) -> Response:
+        """The token endpoint (RFC 6749 §3.2) for the client-credentials grant; errors as RFC 6749 §5.2."""
+        outcome = self._grant(request.headers.get("authorization"), await _unique_form(request))
+        if isinstance(outcome, tuple):
+            self.requests["token"] += 1
+            error, status = outcome
+            return JSONResponse({"error": error}, status_code=status, headers={"Cache-Control": "no-store"})
+        return await self._answer("token", outcome)
+
+    def _grant(self, authorization: str | None, form: Mapping[str, str] | None) -> dict[str, Any] | tuple[str, int]:
+        """RFC 6749 §4.4.2-3: the token response, or the error code and status, checked in Keycloak's order."""
+        if form is None or "grant_type" not in form:
+            return "invalid_request", 400
+        if form["grant_type"] != "client_credentials":
+            return "unsupported_grant_type", 400
+        client_id = self.clients.authenticate(authorization, form)
+        if client_id is None:
+            return "invalid_client", 401
+        if client_id in self.no_service_account:
+            return "unauthorized_client", 400
+        requested = form.get("scope", "").split()
+        if not set(requested) <= self.optional_scopes:
+            return "invalid_scope", 400
+        return self.token_response(client_id, requested)
+
+    def token_response(self, client_id: str, scopes: Sequence[str] = ()) -> dict[str, Any]:
+        """Keycloak's answer to a client-credentials grant (RFC 6749 §5.1): a new token for ``client_id``
+        (its ``azp``) with the requested ``scopes`` before the default ``profile email``."""
+        scope = " ".join(dict.fromkeys([*scopes, "profile", "email"]))
+        return {
+            "access_token": self.token(client_id=client_id, scope=scope, lifetime=self.token_lifetime),
+            "expires_in": self.token_lifetime,
+            "refresh_expires_in": 0,
+            "token_type": "Bearer",
+            "not-before-policy": 0,
+            "scope": scope,
+        }
 
     def discovery_document(self) -> dict[str, Any]:
         """The OpenID Provider Metadata Keycloak publishes, reduced to what resource servers read."""
@@ -258,6 +359,52 @@ class TestIssuer:
         """The published JWK Set: every signing key (with ``use`` and ``alg``) plus an encryption key."""
         signing = [{**key.as_dict(private=False), "use": "sig", "alg": self._alg_of(key)} for key in self.published]
         return {"keys": [self.encryption_key.as_dict(private=False), *signing]}
+
+    # ----------------------------------------------------------------- introspection
+    def register_client(
+        self, client_id: str | None = None, *, secret: str | None = None, public_key: SigningKey | None = None
+    ) -> None:
+        """Register a confidential client (default id: the audience) that may introspect: with a
+        ``secret`` (``client_secret_basic``/``client_secret_post``) or a ``public_key`` (``private_key_jwt``)."""
+        self.clients.register(RegisteredClient(client_id or self.audience, secret, public_key))
+
+    def revoke(self, token: str) -> None:
+        """Revoke ``token`` (Keycloak's ``/revoke``): introspection calls it inactive from now on."""
+        self.revoked.add(hashlib.sha256(token.encode()).digest())
+
+    def introspection_answer(self, token: str, client_id: str) -> dict[str, Any]:
+        """What Keycloak answers ``client_id`` for ``token``: the claims plus ``client_id``, ``username``,
+        ``token_type`` and ``active: true``, or exactly ``{"active": false}``."""
+        claims = self._issued_claims(token)
+        if claims is None or not self._active(token, claims, client_id):
+            return {"active": False}
+        full = self._full_claims.get(str(claims.get("jti")), claims)
+        extra = {"client_id": full.get("azp"), "username": full.get("preferred_username"), "token_type": "Bearer"}
+        return {**full, **extra, "active": True}
+
+    def _active(self, token: str, claims: Mapping[str, Any], client_id: str) -> bool:
+        """Not revoked, not expired (no skew), and with ``audience_rule`` naming ``client_id`` in ``aud``."""
+        exp, aud = claims.get("exp"), claims.get("aud")
+        if hashlib.sha256(token.encode()).digest() in self.revoked:
+            return False
+        if not isinstance(exp, int | float) or exp <= self.clock():
+            return False
+        return not self.audience_rule or client_id in (aud if isinstance(aud, list) else [aud])
+
+    def _issued_claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token this issuer signed with a published key, else ``None``."""
+        try:
+            header_b64, payload_b64, signing_input, signature = split_compact(token)
+            header, claims = json_object(decode_segment(header_b64)), json_object(decode_segment(payload_b64))
+            key = next((key for key in self.published if key.kid == header.get("kid")), None)
+            alg = header.get("alg")
+            if key is None or alg != self._alg_of(key):
+                return None
+            if not signature_is_valid(signing_input, decode_segment(signature), alg, key):
+                return None
+        except InvalidToken:
+            return None
+        return claims if claims.get("iss") == self.issuer else None
 
     # ----------------------------------------------------------------- keys
     def rotate(self, algorithm: str | None = None) -> SigningKey:
@@ -321,15 +468,25 @@ class TestIssuer:
         *,
         header: Mapping[str, Any] | None = None,
         key: SigningKey | None = None,
+        lightweight: bool = False,
         **claims: Any,
     ) -> str:
         """Mint a signed access token.
 
         Keywords of :meth:`claims` (``client_id``, ``audience``, ``scope``, ``realm_roles``,
         ``client_roles``, ``lifetime``) shape it; any other keyword sets that claim (``OMIT`` removes it).
+        A ``lightweight`` token (Keycloak 24+) keeps only ``exp, iat, jti, iss, typ, azp, sid, scope, cnf,
+        sub``; introspection answers with all the others.
         """
         shape = {name: claims.pop(name) for name in _SHAPE_OPTIONS & claims.keys()}
-        return self.sign(_drop_omitted(self.claims(**shape) | claims), header=header, key=key)
+        full = _drop_omitted(self.claims(**shape) | claims)
+        if not lightweight:
+            return self.sign(full, header=header, key=key)
+        if "jti" not in claims:
+            full["jti"] = f"trltcc:{uuid.uuid4()}"
+        self._full_claims[str(full.get("jti"))] = full
+        kept = {name: value for name, value in full.items() if name in _LIGHTWEIGHT_CLAIMS}
+        return self.sign(kept, header=header, key=key)
 
     def sign(
         self,

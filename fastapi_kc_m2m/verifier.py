@@ -2,7 +2,8 @@
 
 Order of work (RFC 8725 §3, RFC 9068 §4): size cap, strict compact JWS, header rules, claim rules
 (including the trusted issuer, which picks the key set), then the key and the signature. Everything
-before the key lookup is local, so junk tokens and untrusted issuers cause no network call.
+before the key lookup is local, so junk tokens and untrusted issuers cause no network call. Only a
+token that passed all of it may then be introspected (RFC 7662, :mod:`.introspection`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,25 +20,29 @@ from typing import Any
 
 import httpx
 
-from ._cache import VerifiedTokenCache, bounded_put
+from ._cache import TokenCache, bounded_put
 from ._claims import check_audience, check_client, check_header, check_times, check_type
 from ._discovery import ProviderMetadata
 from ._jws import decode_segment, json_object, signature_is_valid, split_compact
 from ._openapi import document_openapi
 from ._state import STATE_KEY
 from .errors import IdentityProviderUnavailable, InvalidToken
+from .introspection import Introspector
 from .keyset import KeySet
 from .principal import ServicePrincipal
 from .settings import KeycloakSettings
 
 __all__ = ["KeycloakAuth"]
 
+logger = logging.getLogger("fastapi_kc_m2m")
+
 # Distinct JOSE headers remembered after passing the header rules: one per signing key in practice.
 _HEADER_CACHE_SIZE = 64
 
 
 class KeycloakAuth:
-    """Owns the HTTP client, one key set per trusted issuer and the verified-token cache.
+    """Owns the HTTP client, one key set per trusted issuer, the verified-token cache and, when
+    introspection is configured, the introspector (which may raise ``ValueError`` for an unusable key).
 
     Use it as an async context manager (or from the app lifespan) so the HTTP client is closed::
 
@@ -61,11 +67,17 @@ class KeycloakAuth:
             transport=transport,
         )
         self._clock = clock
-        self._key_sets = {
-            issuer: KeySet(ProviderMetadata(issuer, self._client, self.settings), self._client, self.settings, clock)
-            for issuer in self.settings.trusted_issuers
+        metadata = {
+            issuer: ProviderMetadata(issuer, self._client, self.settings) for issuer in self.settings.trusted_issuers
         }
-        self._cache = VerifiedTokenCache(self.settings.token_cache_size, self.settings.token_cache_ttl, clock)
+        self._key_sets = {issuer: KeySet(meta, self._client, self.settings, clock) for issuer, meta in metadata.items()}
+        self._cache: TokenCache[ServicePrincipal] = TokenCache(self.settings.token_cache_size, clock)
+        self._introspector = (
+            Introspector(self.settings, self._client, metadata, clock) if self.settings.introspects else None
+        )
+        self._introspect_all = self.settings.introspection == "always"
+        self._lightweight = self.settings.lightweight_tokens
+        self._may_introspect = self._introspect_all or self._lightweight
         self._algorithms = frozenset(self.settings.algorithms)
         self._prefetching: asyncio.Task[bool] | None = None
         self._headers: dict[bytes, tuple[str, str | None]] = {}
@@ -84,6 +96,8 @@ class KeycloakAuth:
             self._prefetching.cancel()
         for key_set in self._key_sets.values():
             key_set.close()
+        if self._introspector is not None:
+            self._introspector.close()
         if self._owns_client:
             await self._client.aclose()
 
@@ -120,11 +134,16 @@ class KeycloakAuth:
             document_openapi(app, self.settings)
             yield {STATE_KEY: self}
 
-    async def verify(self, token: str) -> ServicePrincipal:
+    async def verify(self, token: str, *, introspect: bool = False) -> ServicePrincipal:
         """Verify a bearer token and return its principal, or raise an :class:`~.errors.AuthError`.
 
-        Raises :class:`~.errors.InvalidToken` for every token fault and
-        :class:`~.errors.IdentityProviderUnavailable` when no usable keys can be had.
+        The token is introspected (RFC 7662) after local verification when ``introspect`` is true, the
+        policy is ``always``, or it is a lightweight token; ``introspect=True`` with introspection off is
+        a set-up mistake, refused with :class:`~.errors.IdentityProviderUnavailable` and logged.
+
+        Raises :class:`~.errors.InvalidToken` for every token fault (an inactive token included) and
+        :class:`~.errors.IdentityProviderUnavailable` when no usable keys or introspection answer can
+        be had.
         """
         if len(token) > self.settings.max_token_bytes:
             raise InvalidToken("token too large")
@@ -132,7 +151,23 @@ class KeycloakAuth:
         principal = self._cache.get(digest)
         if principal is None:
             principal = await self._verify_new(token)
-            self._cache.put(digest, principal)
+            self._cache.put(digest, principal, min(principal.expires_at, self._clock() + self.settings.token_cache_ttl))
+        if introspect or self._may_introspect:
+            return await self._introspected(token, digest, principal, introspect)
+        return principal
+
+    async def _introspected(
+        self, token: str, digest: bytes, principal: ServicePrincipal, requested: bool
+    ) -> ServicePrincipal:
+        if self._introspector is None:  # require_active_token() while introspection is off: fail closed
+            logger.error(
+                "introspection requested (require_active_token) but off: set KC_M2M_INTROSPECTION=per_route"
+                " and the client credentials; refusing with 503"
+            )
+            raise IdentityProviderUnavailable(math.ceil(self.settings.jwks_retry_interval), "introspection is off")
+        # No audience in a verified principal means a lightweight token: it never passes without an answer.
+        if requested or self._introspect_all or not principal.audiences:
+            return await self._introspector.check(token, digest, principal)
         return principal
 
     def _check_header(self, segment: bytes) -> tuple[str, str | None]:
@@ -153,7 +188,8 @@ class KeycloakAuth:
         if key_set is None:
             raise InvalidToken("untrusted issuer")
         check_times(claims, self._clock(), self.settings.clock_skew)
-        check_audience(claims, self.settings.audience)
+        if not (self._lightweight and "aud" not in claims):  # a lightweight token's aud comes from introspection
+            check_audience(claims, self.settings.audience)
         check_client(claims, self.settings.allowed_clients)
         key = key_set.fresh_key(kid, alg)
         if key is None:
