@@ -1,6 +1,7 @@
 """Accept machine-to-machine calls carrying Keycloak-issued access tokens, and reject everything else."""
 
 from ._responses import auth_error_handler
+from .client import AccessToken, ClientCredentialsAuth, ClientCredentialsError
 from .dependencies import (
     KeycloakClientCredentials,
     Principal,
@@ -28,7 +29,10 @@ from .verifier import KeycloakAuth
 
 __all__ = [
     "SUPPORTED_ALGORITHMS",
+    "AccessToken",
     "AuthError",
+    "ClientCredentialsAuth",
+    "ClientCredentialsError",
     "IdentityProviderUnavailable",
     "InsufficientScope",
     "IntrospectionPolicy",

@@ -1,0 +1,332 @@
+"""``kc-m2m``: keys, tokens and token checks for machine-to-machine calls through Keycloak.
+
+Exit status: 0 success, 1 refused (an invalid token, a token request the server refused), 2 usage or
+configuration error, 3 Keycloak unreachable or answering nonsense. Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from joserfc.jwk import ECKey, RSAKey
+from pydantic import ValidationError
+
+from ._jws import decode_segment, json_object, split_compact
+from .client import ClientCredentialsAuth, ClientCredentialsError, load_signing_key
+from .client_jwks import key_id, public_jwks
+from .errors import AuthError, IdentityProviderUnavailable, InvalidToken
+from .settings import KeycloakSettings
+from .verifier import KeycloakAuth
+
+__all__ = ["main"]
+
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
+_CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+_TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
+_SECRET_ENV = "KC_M2M_CLIENT_SECRET"
+
+_EPILOG = {
+    "keygen": """examples:
+  kc-m2m keygen --name machine-a            # RSA 2048: machine-a.key.pem, machine-a.cert.pem
+  kc-m2m keygen --name machine-a --kind ec  # EC P-256
+  CERT=$(kc-m2m keygen --name machine-a)    # stdout: the value of jwt.credential.certificate
+
+In Keycloak: client -> Credentials -> Client Authenticator "Signed JWT", then Keys -> Import
+(certificate PEM), or set the client attribute jwt.credential.certificate to the printed value.""",
+    "token": """examples:
+  KC_M2M_CLIENT_SECRET=... kc-m2m token --issuer https://kc.example/realms/prod --client-id machine-a
+  kc-m2m token --issuer https://kc.example/realms/prod --client-id machine-a --key machine-a.key.pem
+  kc-m2m token ... --scope "orders:read" --json     # the whole token response""",
+    "decode": """examples:
+  kc-m2m decode eyJhbGciOi...
+  kc-m2m token ... | kc-m2m decode                  # reads the token from stdin
+
+The signature is NOT checked: use "kc-m2m verify" to know whether a token is valid.""",
+    "verify": """examples:
+  kc-m2m verify --issuer https://kc.example/realms/prod --audience orders eyJhbGciOi...
+  KC_M2M_SERVER_URL=https://kc.example KC_M2M_REALM=prod KC_M2M_AUDIENCE=orders kc-m2m verify < token.txt
+
+Settings come from the same KC_M2M_* variables the middleware reads; options override them.
+Exit status: 0 valid, 1 invalid (the reason is printed), 2 configuration error, 3 Keycloak unreachable.""",
+}
+
+
+class CliError(Exception):
+    """A failure to report as one line, with its exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ----------------------------------------------------------------- keygen
+def _keygen(args: argparse.Namespace) -> int:
+    """A private key (PKCS#8 PEM, mode 0600), a self-signed certificate, and the certificate as Keycloak's
+    ``jwt.credential.certificate`` wants it: base64 DER without PEM armour."""
+    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+    if args.kind == "rsa":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=args.bits)
+    else:
+        private = ec.generate_private_key(_CURVES[args.curve])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, args.name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=args.days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    key_path, cert_path = args.out / f"{args.name}.key.pem", args.out / f"{args.name}.cert.pem"
+    _write(key_path, pem, 0o600, args.force)
+    _write(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644, args.force)
+    imported = (RSAKey if args.kind == "rsa" else ECKey).import_key(pem)
+    _note(f"wrote {key_path} (private: keep it secret) and {cert_path}")
+    _note(f"kid (RFC 7638 thumbprint, for a JWKS URL set-up): {key_id(imported)}")
+    _note("jwt.credential.certificate (stdout):")
+    print(base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode("ascii"))
+    return 0
+
+
+def _write(path: Path, data: bytes, mode: int, force: bool) -> None:
+    """Write ``data`` to a new file created with ``mode``; an existing file needs ``force``."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        descriptor = os.open(path, flags, mode)
+    except FileExistsError:
+        raise CliError(f"{path} exists; use --force to overwrite it") from None
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+    os.chmod(path, mode)  # also when overwriting a file that had other permissions
+
+
+# ----------------------------------------------------------------- jwks
+def _jwks(args: argparse.Namespace) -> int:
+    """Print the public JWK Set of the given keys (RFC 7517 §5), for a static ``jwks.url``."""
+    keys = [load_signing_key(path)[0] for path in args.keys]
+    print(json.dumps(public_jwks(*keys), indent=2))
+    return 0
+
+
+# ----------------------------------------------------------------- token
+def _token(args: argparse.Namespace) -> int:
+    """RFC 6749 §4.4: a client-credentials token, printed alone or as the whole JSON response."""
+    secret = _secret(args)
+    auth = ClientCredentialsAuth(
+        args.client_id,
+        issuer=args.issuer,
+        token_endpoint=args.token_endpoint,
+        client_secret=secret,
+        private_key=args.key,
+        method=args.method,
+        algorithm=args.alg,
+        key_id=args.kid,
+        scope=args.scope,
+        timeout=args.timeout,
+    )
+    try:
+        token = auth.get_token()
+    finally:
+        auth.close()
+    print(json.dumps(dict(token.response), indent=2) if args.json else token.value)
+    return 0
+
+
+def _secret(args: argparse.Namespace) -> str | None:
+    """The secret from ``--client-secret-file`` (``-``: stdin), ``--client-secret`` or the environment."""
+    if args.client_secret_file is not None:
+        text = sys.stdin.read() if args.client_secret_file == "-" else Path(args.client_secret_file).read_text()
+        return text.strip()
+    if args.client_secret is not None:
+        return str(args.client_secret)
+    return None if args.key is not None else os.environ.get(_SECRET_ENV)
+
+
+# ----------------------------------------------------------------- decode
+def _decode(args: argparse.Namespace) -> int:
+    """Header and claims of a JWS, without checking anything; times as UTC dates and relative to now."""
+    try:
+        header_b64, payload_b64, _, _ = split_compact(_read_token(args.token))
+        header, claims = json_object(decode_segment(header_b64)), json_object(decode_segment(payload_b64))
+    except InvalidToken:
+        raise CliError("not a JWT: expected three base64url parts holding JSON objects", EXIT_REFUSED) from None
+    if args.json:
+        print(json.dumps({"header": header, "claims": claims}, indent=2))
+        return 0
+    print(f"header:\n{json.dumps(header, indent=2)}\nclaims:\n{json.dumps(claims, indent=2)}")
+    now = datetime.datetime.now(datetime.UTC)
+    for name in _TIME_CLAIMS:
+        value = claims.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            print(f"{name}: {_human_time(value, now)}")
+    return 0
+
+
+def _human_time(timestamp: float, now: datetime.datetime) -> str:
+    try:
+        moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{timestamp} (not a usable date)"
+    seconds = int((moment - now).total_seconds())
+    minutes, rest = divmod(abs(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    span = f"{hours}h {minutes:02d}m {rest:02d}s" if hours else f"{minutes}m {rest:02d}s"
+    relative = f"in {span}" if seconds > 0 else f"{span} ago"
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC ({relative})"
+
+
+def _read_token(given: str | None) -> str:
+    """The token argument, else stdin (keeps the token out of the process list)."""
+    token = (sys.stdin.read() if given in (None, "-") else given) or ""
+    token = token.strip().removeprefix("Bearer ").strip()
+    if not token:
+        raise CliError("no token given (pass it as an argument or on stdin)")
+    return token
+
+
+# ----------------------------------------------------------------- verify
+def _verify(args: argparse.Namespace) -> int:
+    """Verify a token as the middleware would, with ``KC_M2M_*`` settings and the options given."""
+    overrides: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("issuers", args.issuer),
+            ("server_url", args.server_url),
+            ("realm", args.realm),
+            ("audience", args.audience),
+            ("algorithms", args.algorithm),
+            ("allowed_clients", args.allowed_client),
+        )
+        if value
+    }
+    settings = KeycloakSettings(**overrides)
+    token = _read_token(args.token)
+    try:
+        principal = asyncio.run(_verify_with(settings, token))
+    except IdentityProviderUnavailable as exc:
+        raise CliError(f"unavailable: {exc.description} (kc-m2m -v verify ... tells why)", EXIT_UNAVAILABLE) from None
+    except AuthError as exc:
+        raise CliError(f"invalid: {exc.description}", EXIT_REFUSED) from None
+    scopes = " ".join(sorted(principal.scopes)) or "-"
+    print(f"valid: client {principal.client_id}, issuer {principal.issuer}, scopes {scopes}")
+    return 0
+
+
+async def _verify_with(settings: KeycloakSettings, token: str) -> Any:
+    async with KeycloakAuth(settings) as auth:
+        return await auth.verify(token)
+
+
+# ----------------------------------------------------------------- the parser
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kc-m2m", description="Keys, tokens and token checks for machine-to-machine calls through Keycloak."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (key fetches, failures)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, help=text, description=text, epilog=_EPILOG.get(name), formatter_class=_Formatter
+        )
+        sub.set_defaults(run=run)
+        return sub
+
+    keygen = command("keygen", _keygen, "Create a key pair and self-signed certificate for private_key_jwt.")
+    keygen.add_argument("--name", default="client", help="client id: file names and certificate CN (%(default)s)")
+    keygen.add_argument("--kind", choices=("rsa", "ec"), default="rsa", help="key type (%(default)s)")
+    keygen.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=2048, help="RSA key size (%(default)s)")
+    keygen.add_argument("--curve", choices=tuple(_CURVES), default="P-256", help="EC curve (%(default)s)")
+    keygen.add_argument("--days", type=int, default=365, help="certificate validity in days (%(default)s)")
+    keygen.add_argument("--out", type=Path, default=Path(), help="directory for the files (default: current)")
+    keygen.add_argument("--force", action="store_true", help="overwrite existing files")
+
+    jwks = command("jwks", _jwks, "Print the public JWK Set of private keys, for Keycloak's jwks.url.")
+    jwks.add_argument("keys", nargs="+", metavar="KEY", help="PEM file or JWK of a private key (current, next)")
+
+    token = command("token", _token, "Get an access token with the client-credentials grant.")
+    where = token.add_mutually_exclusive_group(required=True)
+    where.add_argument("--issuer", help="realm URL, e.g. https://kc.example/realms/prod (discovery)")
+    where.add_argument("--token-endpoint", help="token endpoint URL, skipping discovery")
+    token.add_argument("--client-id", required=True, help="the calling client's id")
+    credential = token.add_mutually_exclusive_group()
+    credential.add_argument("--client-secret", help=f"secret (visible to other users in ps; prefer ${_SECRET_ENV})")
+    credential.add_argument("--client-secret-file", metavar="FILE", help="read the secret from FILE ('-': stdin)")
+    credential.add_argument("--key", metavar="KEY", help="private key (PEM file or JWK) for private_key_jwt")
+    token.add_argument("--method", choices=("client_secret_basic", "client_secret_post", "private_key_jwt"))
+    token.add_argument("--alg", help="assertion algorithm (RS256, PS256, ES256, ...; default from the key)")
+    token.add_argument("--kid", help="kid header of the assertion")
+    token.add_argument("--scope", help="space-separated scopes to request")
+    token.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP operation (%(default)s)")
+    token.add_argument("--json", action="store_true", help="print the whole token response")
+
+    decode = command("decode", _decode, "Show a token's header and claims WITHOUT verifying it.")
+    decode.add_argument("token", nargs="?", help="the token; default: read from stdin")
+    decode.add_argument("--json", action="store_true", help="print {header, claims} as JSON")
+
+    verify = command("verify", _verify, "Verify a token as the middleware would; the exit status tells.")
+    verify.add_argument("token", nargs="?", help="the token; default: read from stdin")
+    verify.add_argument("--issuer", action="append", help="trusted issuer (repeatable); or KC_M2M_ISSUERS")
+    verify.add_argument("--server-url", help="Keycloak base URL (with --realm); or KC_M2M_SERVER_URL")
+    verify.add_argument("--realm", help="realm on --server-url; or KC_M2M_REALM")
+    verify.add_argument("--audience", help="this API's client id, required in aud; or KC_M2M_AUDIENCE")
+    verify.add_argument("--algorithm", action="append", help="accepted algorithm (repeatable); default RS256")
+    verify.add_argument("--allowed-client", action="append", help="allowed azp (repeatable); default any")
+    return parser
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Examples keep their line breaks."""
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``kc-m2m``; return the exit status. Every error becomes one line on stderr."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(format="kc-m2m: %(message)s", level=logging.INFO if args.verbose else logging.CRITICAL)
+    try:
+        status: int = args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # every failure, even an unforeseen one: one line, never a traceback
+        message, status = _failure(exc)
+        _note(f"kc-m2m {args.command}: {message.splitlines()[0]}")
+    return status
+
+
+def _failure(exc: Exception) -> tuple[str, int]:
+    """The one-line message and exit status of a failure."""
+    if isinstance(exc, CliError):
+        return str(exc), exc.status
+    if isinstance(exc, ClientCredentialsError):
+        unavailable = exc.error in ("network_error", "invalid_response")
+        return f"token request failed: {exc}", EXIT_UNAVAILABLE if unavailable else EXIT_REFUSED
+    if isinstance(exc, ValidationError):  # settings: pydantic's first complaint, without its prefix
+        return "configuration: " + str(exc.errors()[0]["msg"]).removeprefix("Value error, "), EXIT_USAGE
+    if isinstance(exc, ValueError | OSError) and str(exc):
+        return str(exc), EXIT_USAGE
+    return f"unexpected {type(exc).__name__}", EXIT_USAGE

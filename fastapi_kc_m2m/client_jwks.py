@@ -1,0 +1,52 @@
+"""Publish a calling client's public keys as a JWK Set (RFC 7517 §5) for Keycloak's ``use.jwks.url``.
+
+With the client attributes ``use.jwks.url=true`` and ``jwks.url=<this endpoint>``, Keycloak fetches the
+client's keys itself, so keys rotate without touching Keycloak:
+
+1. publish the current and the next key: ``jwks_endpoint(current, upcoming)``;
+2. sign with the next key (``key_id`` naming its ``kid``); Keycloak refetches the set when an assertion
+   names a ``kid`` it has not cached;
+3. later, publish the new key alone.
+
+Only public members leave this module (RFC 7517 §4, RFC 7518 §6.2.1 and §6.3.1). Each key carries its
+``kid`` (RFC 7517 §4.5) — its own, else its RFC 7638 thumbprint — because Keycloak picks the key by the
+assertion's ``kid``: pass ``key_id=key_id(key)`` to :class:`~fastapi_kc_m2m.client.ClientCredentialsAuth`.
+
+    app.add_route("/.well-known/jwks.json", jwks_endpoint(current, upcoming))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .client_auth import PrivateKey
+
+__all__ = ["jwks_endpoint", "key_id", "public_jwks"]
+
+
+def key_id(key: PrivateKey) -> str:
+    """The ``kid`` a key is published under: its own, else its RFC 7638 thumbprint."""
+    return key.kid or key.thumbprint()
+
+
+def public_jwks(*keys: PrivateKey) -> dict[str, Any]:
+    """The JWK Set of ``keys``' public halves, each with ``kid`` and ``use: sig`` (RFC 7517 §4.2, §5)."""
+    if not keys:
+        raise ValueError("publish at least one key")
+    return {"keys": [{**key.as_dict(private=False), "kid": key_id(key), "use": "sig"} for key in keys]}
+
+
+def jwks_endpoint(*keys: PrivateKey, max_age: int = 300) -> Callable[[Request], Awaitable[Response]]:
+    """A Starlette/FastAPI endpoint answering ``GET`` with :func:`public_jwks` of ``keys``; caches may
+    keep it ``max_age`` seconds (RFC 9111 §5.2.2.1), so publish a new key at least that long before use."""
+    body = public_jwks(*keys)
+    headers = {"Cache-Control": f"public, max-age={max_age}"}
+
+    async def endpoint(request: Request) -> Response:
+        return JSONResponse(body, headers=headers, media_type="application/jwk-set+json")
+
+    return endpoint

@@ -1,0 +1,182 @@
+"""The ``kc-m2m`` console script, run for real in subprocesses against a loopback test issuer."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from joserfc.jwk import ECKey, RSAKey
+
+from fastapi_kc_m2m.client_auth import load_private_key
+from fastapi_kc_m2m.testing import TestIssuer, generate_key, loopback_socket
+
+KC_M2M = str(Path(sys.executable).with_name("kc-m2m"))
+SECRET = "cli-s3cret"
+
+
+def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("KC_M2M_")}
+    return subprocess.run(  # noqa: S603 - our own console script
+        [KC_M2M, *args], input=stdin, capture_output=True, text=True, timeout=60, env=clean | (env or {}), check=False
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    return result.stderr.strip()
+
+
+@pytest.fixture(scope="module")
+def kc() -> Iterator[TestIssuer]:
+    with TestIssuer.serving() as issuer:
+        issuer.register_client("machine-a", secret=SECRET)
+        yield issuer
+
+
+def test_the_console_script_is_installed() -> None:
+    assert os.access(KC_M2M, os.X_OK), "run scripts/bootstrap"
+    result = run("--help")
+    assert result.returncode == 0
+    assert all(name in result.stdout for name in ("keygen", "token", "decode", "verify", "jwks"))
+
+
+@pytest.mark.parametrize(("kind", "key_type"), [("rsa", rsa.RSAPublicKey), ("ec", ec.EllipticCurvePublicKey)])
+def test_keygen_writes_a_private_key_and_prints_the_keycloak_certificate_value(
+    tmp_path: Path, kind: str, key_type: type
+) -> None:
+    result = run("keygen", "--name", "machine-a", "--kind", kind, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    value = result.stdout.strip()
+    assert "-----" not in value  # base64 DER, without PEM armour
+    certificate = x509.load_der_x509_certificate(base64.b64decode(value, validate=True))
+    assert isinstance(certificate.public_key(), key_type)
+    assert certificate.subject.rfc4514_string() == "CN=machine-a"
+    key_file = tmp_path / "machine-a.key.pem"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    pem_certificate = x509.load_pem_x509_certificate((tmp_path / "machine-a.cert.pem").read_bytes())
+    assert pem_certificate == certificate
+    algorithm = "RS256" if kind == "rsa" else "ES256"
+    key = load_private_key(str(key_file), algorithm=algorithm)
+    assert key.as_dict(private=False) | {"kid": None} == {
+        **x509_public_jwk(certificate, algorithm),
+        "kid": None,
+    }
+
+
+def x509_public_jwk(certificate: x509.Certificate, algorithm: str) -> dict[str, object]:
+    pem = certificate.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return (RSAKey if algorithm == "RS256" else ECKey).import_key(pem).as_dict(private=False)
+
+
+def test_keygen_never_overwrites_without_force(tmp_path: Path) -> None:
+    assert run("keygen", "--out", str(tmp_path)).returncode == 0
+    again = run("keygen", "--out", str(tmp_path))
+    assert again.returncode == 2
+    assert "exists; use --force" in one_line_error(again)
+
+
+def test_token_with_a_secret_from_the_environment(kc: TestIssuer) -> None:
+    result = run("token", "--issuer", kc.issuer, "--client-id", "machine-a", env={"KC_M2M_CLIENT_SECRET": SECRET})
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims["azp"] == "machine-a"
+
+
+def test_token_with_a_generated_key_prints_the_json_response(kc: TestIssuer, tmp_path: Path) -> None:
+    assert run("keygen", "--name", "keyed", "--kind", "ec", "--out", str(tmp_path)).returncode == 0
+    key_file = tmp_path / "keyed.key.pem"
+    kc.register_client("keyed", public_key=load_private_key(str(key_file), algorithm="ES256"))
+    endpoint = kc.discovery_document()["token_endpoint"]
+    args = ("token", "--token-endpoint", endpoint, "--client-id", "keyed", "--key", str(key_file), "--json")
+    result = run(*args, "--scope", "openid")
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert (response["token_type"], response["scope"]) == ("Bearer", "openid profile email")
+
+
+def test_a_refused_token_request_is_one_line_without_the_secret(kc: TestIssuer) -> None:
+    result = run("token", "--issuer", kc.issuer, "--client-id", "machine-a", "--client-secret-file", "-", stdin="nope")
+    assert result.returncode == 1
+    assert "invalid_client" in one_line_error(result)
+    assert "nope" not in result.stderr
+
+
+def test_an_unreachable_keycloak_exits_3() -> None:
+    with loopback_socket() as closed:
+        issuer = f"http://127.0.0.1:{closed.getsockname()[1]}/realms/x"
+        result = run("token", "--issuer", issuer, "--client-id", "a", "--client-secret", "s")
+    assert result.returncode == 3
+    assert "network_error" in one_line_error(result)
+
+
+def test_decode_shows_header_claims_and_readable_times(kc: TestIssuer) -> None:
+    result = run("decode", stdin=kc.token(scope="orders:read") + "\n")
+    assert result.returncode == 0, result.stderr
+    assert '"kid"' in result.stdout
+    assert '"scope": "orders:read"' in result.stdout
+    assert f"exp: {time.strftime('%Y-%m-%d', time.gmtime(time.time() + 300))}" in result.stdout
+    assert "(in 4m 5" in result.stdout  # 300 s tokens, just minted
+    assert " ago)" in result.stdout  # iat
+
+
+def test_decode_json_and_malformed_input() -> None:
+    token = TestIssuer().token()
+    decoded = json.loads(run("decode", "--json", token).stdout)
+    assert decoded["claims"]["azp"] == "machine-a"
+    bad = run("decode", "not-a-token")
+    assert bad.returncode == 1
+    assert "not a JWT" in one_line_error(bad)
+
+
+def test_verify_tells_valid_and_invalid_by_exit_status(kc: TestIssuer) -> None:
+    options = ("verify", "--issuer", kc.issuer, "--audience", kc.audience)
+    valid = run(*options, kc.token(scope="orders:read"))
+    assert valid.returncode == 0, valid.stderr
+    assert valid.stdout.startswith("valid: client machine-a")
+    for reason, token in (("token expired", kc.bad_tokens()["expired"]), ("audience", kc.token(audience="other"))):
+        invalid = run(*options, stdin=token)
+        assert invalid.returncode == 1
+        assert reason in one_line_error(invalid)
+
+
+def test_verify_reads_the_middlewares_environment(kc: TestIssuer) -> None:
+    env = {"KC_M2M_ISSUERS": kc.issuer, "KC_M2M_AUDIENCE": kc.audience, "KC_M2M_ALLOWED_CLIENTS": "someone-else"}
+    refused = run("verify", kc.token(), env=env)
+    assert refused.returncode == 1  # a good token, but from a client the settings do not allow
+    assert "client" in one_line_error(refused)
+
+
+def test_verify_configuration_errors_and_outages() -> None:
+    token = TestIssuer().token()
+    missing = run("verify", "--issuer", "http://kc.test/realms/x", token)
+    assert missing.returncode == 2
+    assert "KC_M2M_AUDIENCE" in one_line_error(missing)
+    with loopback_socket() as closed:
+        issuer = f"http://127.0.0.1:{closed.getsockname()[1]}/realms/test"
+        down = run("verify", "--issuer", issuer, "--audience", "machine-b", TestIssuer(issuer[:-12]).token())
+    assert down.returncode == 3
+    assert "unavailable" in one_line_error(down)
+
+
+def test_jwks_prints_public_keys_only(tmp_path: Path) -> None:
+    (tmp_path / "a.key.pem").write_bytes(generate_key("RS256").as_pem(private=True))
+    (tmp_path / "b.key.pem").write_bytes(generate_key("ES256").as_pem(private=True))
+    result = run("jwks", str(tmp_path / "a.key.pem"), str(tmp_path / "b.key.pem"))
+    keys = json.loads(result.stdout)["keys"]
+    assert [key["kty"] for key in keys] == ["RSA", "EC"]
+    assert all(key["use"] == "sig" and key["kid"] and "d" not in key for key in keys)
