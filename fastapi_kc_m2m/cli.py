@@ -74,6 +74,25 @@ class CliError(Exception):
 
 
 # ----------------------------------------------------------------- keygen
+def self_signed_certificate(
+    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, common_name: str, *, days: int
+) -> x509.Certificate:
+    """A self-signed end-entity certificate (RFC 5280) for ``private``, valid from 5 minutes ago."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(private, hashes.SHA256())
+    )
+
+
 def _keygen(args: argparse.Namespace) -> int:
     """A private key (PKCS#8 PEM, mode 0600), a self-signed certificate, and the certificate as Keycloak's
     ``jwt.credential.certificate`` wants it: base64 DER without PEM armour."""
@@ -82,19 +101,7 @@ def _keygen(args: argparse.Namespace) -> int:
         private = rsa.generate_private_key(public_exponent=65537, key_size=args.bits)
     else:
         private = ec.generate_private_key(_CURVES[args.curve])
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, args.name)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=args.days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(private, hashes.SHA256())
-    )
+    certificate = self_signed_certificate(private, args.name, days=args.days)
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

@@ -8,24 +8,21 @@ no request at all.
 from __future__ import annotations
 
 import base64
-import datetime
 import hmac
 import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import NameOID
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import RSAKey
 from joserfc.jws import JWSRegistry
 
 from fastapi_kc_m2m import InvalidToken, KeycloakAuth, verifier
+from fastapi_kc_m2m.cli import self_signed_certificate
 from fastapi_kc_m2m.testing import OMIT, FrozenClock, SigningKey, TestIssuer, b64url, generate_key
 
 pytestmark = pytest.mark.anyio
@@ -513,19 +510,7 @@ async def test_jku_and_x5u_are_refused_and_never_fetched(
 
 
 def _self_signed_x5c(key: SigningKey) -> list[str]:
-    private = key.private_key
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keycloak.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(private, hashes.SHA256())
-    )
+    certificate = self_signed_certificate(key.private_key, "keycloak.test", days=1)
     return [base64.b64encode(certificate.public_bytes(Encoding.DER)).decode()]
 
 
