@@ -2,9 +2,9 @@
 
 A test issuer runs on loopback; every request carries the same valid token. The load generator is
 wrk (Debian: ``apt-get install wrk``); without it a small Python keep-alive client stands in.
-Rounds alternate between the two apps so both see the same machine state; the best round of each app
-is the one least disturbed by other load on a shared machine, so the ratio of the best rounds is
-reported (and, for transparency, every round)::
+Rounds alternate between the two apps, so each round is a pair measured under the same machine state;
+the median of the per-round ratios is reported (robust to a round disturbed by other load on a shared
+machine), with every round for transparency::
 
     .venv/bin/python benchmarks/e2e.py [--seconds 6] [--rounds 5] [--connections 32]
 """
@@ -126,7 +126,7 @@ def python_load(port: int, token: str, seconds: float, connections: int) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=6.0, help="length of one measurement")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating measurements per app (best kept)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating measurement pairs")
     parser.add_argument("--connections", type=int, default=32)
     options = parser.parse_args()
     load = wrk
@@ -147,14 +147,14 @@ def main() -> None:
             for server, _ in servers.values():
                 server.terminate()
                 server.wait()
-    plain, protected = (max(rates[key]) for key in (False, True))
-    median_ratio = statistics.median(rates[True]) / statistics.median(rates[False])
+    plain, protected = (statistics.median(rates[key]) for key in (False, True))
+    ratio = statistics.median(p / u for p, u in zip(rates[True], rates[False], strict=True))
     print(
         f"load generator: {load.__name__}, {options.connections} connections, {options.rounds} x {options.seconds:g} s"
     )
     print(f"unprotected: {plain:10.0f} requests/s   (rounds: {', '.join(f'{r:.0f}' for r in rates[False])})")
     print(f"protected:   {protected:10.0f} requests/s   (rounds: {', '.join(f'{r:.0f}' for r in rates[True])})")
-    print(f"ratio protected/unprotected: {protected / plain:.2f} (best rounds; medians: {median_ratio:.2f})")
+    print(f"ratio protected/unprotected: {ratio:.2f} (median of the per-round ratios)")
 
 
 if __name__ == "__main__":
