@@ -1,0 +1,160 @@
+// A Keycloak-shaped authorization server built on panva's oidc-provider, for tests/test_interop.py.
+//
+//   node interop/server.mjs --port 8080 --state DIR [--realm interop] [--rotate]
+//
+// Issuer http://127.0.0.1:<port>/realms/<realm>, Keycloak's endpoint paths, JWT access tokens in
+// Keycloak's claim layout, an RS256 signing key plus a published RSA-OAEP `use: "enc"` key.
+// DIR keeps the realm's keys across restarts (keys.json, made on first start; --rotate puts a new
+// signing key first and keeps publishing the old ones) and holds client-keys.json: the public JWK
+// Sets of the private_key_jwt clients, written by the tests.
+// oidc-provider 9 warns "Unsupported runtime" on Node 20 (it wants 22); everything used here works.
+import { randomUUID, generateKeyPairSync } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import Provider from 'oidc-provider';
+
+const { values: opts } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    state: { type: 'string' },
+    realm: { type: 'string', default: 'interop' },
+    rotate: { type: 'boolean', default: false },
+  },
+});
+if (!opts.port || !opts.state) throw new Error('usage: server.mjs --port PORT --state DIR [--realm R] [--rotate]');
+
+const prefix = `/realms/${opts.realm}`;
+const issuer = `http://127.0.0.1:${opts.port}${prefix}`;
+const API = 'machine-b'; // the resource server (Machine B's client id)
+
+// Keycloak's realm clients. `audience: true` stands for an audience mapper adding the API to `aud`;
+// `roles` are client roles of the API held by the caller's service account.
+const CLIENTS = {
+  'machine-a': { auth: 'private_key_jwt', scope: 'orders:read', audience: true, roles: ['writer'] },
+  reporting: { auth: 'client_secret_basic', scope: 'orders:read', audience: true, roles: [] },
+  stranger: { auth: 'client_secret_basic', scope: 'orders:read', audience: false, roles: [] },
+  [API]: { auth: 'client_secret_basic' }, // the API's own client, introspecting with its secret
+  [`${API}-signed`]: { auth: 'private_key_jwt' }, // the API introspecting with a signed JWT instead
+};
+const secret = (id) => `${id}-secret`;
+const serviceAccountIds = Object.fromEntries(Object.keys(CLIENTS).map((id) => [id, randomUUID()]));
+
+function rsaJwk(use, alg) {
+  const jwk = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+  return { ...jwk, kid: randomUUID(), use, alg };
+}
+
+const keysFile = join(opts.state, 'keys.json');
+const keys = existsSync(keysFile)
+  ? JSON.parse(readFileSync(keysFile, 'utf8'))
+  : { sig: [rsaJwk('sig', 'RS256')], enc: rsaJwk('enc', 'RSA-OAEP') };
+if (opts.rotate) keys.sig.unshift(rsaJwk('sig', 'RS256')); // Keycloak signs with the new key at once
+writeFileSync(keysFile, JSON.stringify(keys));
+const clientKeys = JSON.parse(readFileSync(join(opts.state, 'client-keys.json'), 'utf8'));
+
+const provider = new Provider(issuer, {
+  jwks: { keys: [...keys.sig, keys.enc] }, // the first signing key signs
+  routes: {
+    token: '/protocol/openid-connect/token',
+    jwks: '/protocol/openid-connect/certs',
+    introspection: '/protocol/openid-connect/token/introspect',
+    revocation: '/protocol/openid-connect/revoke',
+  },
+  scopes: ['openid', 'orders:read'],
+  ttl: { ClientCredentials: 300 }, // Keycloak's default access token lifespan
+  clients: Object.entries(CLIENTS).map(([id, client]) => ({
+    client_id: id,
+    token_endpoint_auth_method: client.auth,
+    grant_types: client.scope ? ['client_credentials'] : [],
+    response_types: [],
+    redirect_uris: [],
+    ...(client.scope && { scope: client.scope }),
+    ...(client.auth === 'private_key_jwt' ? { jwks: clientKeys[id] } : { client_secret: secret(id) }),
+  })),
+  features: {
+    devInteractions: { enabled: false },
+    encryption: { enabled: true }, // gives the `use: "enc"` key a purpose (encrypted request objects)
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      // Keycloak has no resource parameter: every token is for the realm's one "resource server".
+      defaultResource: () => 'urn:interop:realm',
+      getResourceServerInfo: (ctx, resource, client) => ({
+        scope: 'orders:read',
+        audience: CLIENTS[client.clientId].audience ? API : 'account', // `account`: Keycloak's default
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: 'RS256' } },
+      }),
+    },
+  },
+  extraTokenClaims: (ctx, token) => {
+    const { roles = [] } = CLIENTS[token.clientId];
+    return {
+      typ: 'Bearer',
+      azp: token.clientId,
+      acr: '1',
+      preferred_username: `service-account-${token.clientId}`,
+      realm_access: { roles: ['offline_access', 'uma_authorization', `default-roles-${opts.realm}`] },
+      resource_access: {
+        ...(roles.length && { [API]: { roles } }),
+        account: { roles: ['manage-account', 'view-profile'] },
+      },
+    };
+  },
+  formats: {
+    customizers: {
+      // Keycloak's header `typ` is JWT, its `sub` the service-account user's id, `aud` lists `account`
+      // beside the API, and `scope` always holds the default scopes.
+      jwt: (ctx, token, jwt) => {
+        jwt.header = { typ: 'JWT' };
+        const { payload } = jwt;
+        payload.sub = serviceAccountIds[token.clientId];
+        if (payload.aud !== 'account') payload.aud = [payload.aud, 'account'];
+        payload.scope = ['profile', 'email', ...(payload.scope ? [payload.scope] : [])].join(' ');
+      },
+    },
+  },
+});
+
+// oidc-provider does not store JWT access tokens and refuses them at introspection and revocation,
+// where Keycloak accepts them. So each issued one is also stored under its `jti` in oidc-provider's
+// opaque shape, and those two endpoints get the `jti` in place of the JWT (below).
+provider.on('client_credentials.issued', (token) => {
+  const iat = Math.floor(Date.now() / 1000);
+  const { jti, clientId, aud, scope, extra } = token;
+  const stored = { kind: 'ClientCredentials', format: 'opaque', jti, clientId, aud, scope, extra, iat };
+  provider.ClientCredentials.adapter.upsert(jti, { ...stored, exp: iat + token.expiration }, token.expiration);
+});
+
+const byJti = new Set([provider.pathFor('introspection'), provider.pathFor('revocation')]);
+provider.use(async (ctx, next) => {
+  if (ctx.method === 'POST' && byJti.has(`${prefix}${ctx.path}`)) {
+    const form = new URLSearchParams(Buffer.concat(await ctx.req.toArray()).toString());
+    const [, payload] = (form.get('token') ?? '').split('.');
+    try {
+      form.set('token', JSON.parse(Buffer.from(payload, 'base64url')).jti);
+    } catch {} // not a JWT: oidc-provider judges it as it is
+    ctx.req.body = form.toString(); // read by oidc-provider since the stream is consumed (it warns once)
+  }
+  await next();
+});
+
+// The provider is mounted at the issuer's path (it derives the mount path from `originalUrl`, as
+// under Express); everything else is 404.
+const callback = provider.callback();
+const server = createServer((req, res) => {
+  if (req.url.startsWith(`${prefix}/`)) {
+    req.originalUrl = req.url;
+    req.url = req.url.slice(prefix.length);
+    callback(req, res);
+  } else {
+    res.writeHead(404).end();
+  }
+});
+server.listen(Number(opts.port), '127.0.0.1', () => console.log(`listening ${issuer}`));
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
