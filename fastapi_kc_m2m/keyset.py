@@ -5,7 +5,7 @@ Policy, all timings from :class:`~fastapi_kc_m2m.settings.KeycloakSettings`:
 - fresh for ``jwks_ttl``; from ``jwks_ttl - jwks_refresh_ahead`` on, a background refresh runs while the
   current keys keep serving;
 - an unknown ``kid`` triggers one refetch per ``jwks_refetch_cooldown`` (Keycloak signs with a new key at
-  once); callers arriving while a fetch runs join it;
+  once), none within ``jwks_retry_interval`` of a failed fetch; callers arriving while a fetch runs join it;
 - exactly one fetch in flight, shared by every waiter;
 - a failed fetch (status, timeout, not JSON, too large, no usable key) keeps the last good keys serving
   up to ``jwks_max_stale`` after their fetch; new attempts wait ``jwks_retry_interval``;
@@ -108,8 +108,8 @@ class KeySet:
     def _may_refetch(self, now: float) -> bool:
         if self._flight.in_flight:
             return True
-        if now - self._kid_refetch_at < self._settings.jwks_refetch_cooldown:
-            return False
+        if now < self._retry_at or now - self._kid_refetch_at < self._settings.jwks_refetch_cooldown:
+            return False  # a failed fetch holds unknown kids back for the retry interval too
         self._kid_refetch_at = now
         return True
 

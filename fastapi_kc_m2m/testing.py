@@ -69,15 +69,16 @@ __all__ = [
 #: Pass as a claim or header value to leave that member out of a minted token.
 OMIT: Any = object()
 
-#: How an endpoint of the issuer misbehaves: an error status, a hang past any sane timeout, an HTML
-#: page, a body far over the size cap, a key set with no usable key, or an introspection answer whose
-#: ``active`` is the string ``"true"`` or missing.
-FailureMode = Literal["status", "timeout", "html", "oversized", "no_keys", "active_string", "active_missing"]
+#: How an endpoint of the issuer misbehaves: an error status, a hang past any sane timeout, the right
+#: answer but only after 10 seconds, an HTML page, a body far over the size cap, a key set with no
+#: usable key, or an introspection answer whose ``active`` is the string ``"true"`` or missing.
+FailureMode = Literal["status", "timeout", "slow", "html", "oversized", "no_keys", "active_string", "active_missing"]
 
 #: The private key types an issuer signs with.
 SigningKey = RSAKey | ECKey | OKPKey
 
 _HANG_SECONDS = 3600.0
+_SLOW_SECONDS = 10.0
 _CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 
 
@@ -271,16 +272,18 @@ class TestIssuer:
         self.requests[endpoint] += 1
         mode = self.failures.get(endpoint)
         if mode == "timeout":
-            await self._hang()
+            await self._hang(_HANG_SECONDS)
+        if mode == "slow":
+            await self._hang(_SLOW_SECONDS)
         if mode == "status":
             return JSONResponse({"error": "unknown_error"}, status_code=500)
         if mode == "html":
             return Response("<html><body>Service Unavailable</body></html>", media_type="text/html")
         return JSONResponse(_misshapen(document, mode))
 
-    async def _hang(self) -> None:
-        """Wait far past any sane timeout, or until the loopback server stops (so it can shut down)."""
-        deadline = time.monotonic() + _HANG_SECONDS
+    async def _hang(self, seconds: float) -> None:
+        """Wait ``seconds``, or until the loopback server stops (so it can shut down)."""
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self._stopping.is_set():  # set from the test's thread: no asyncio.Event can carry it
                 return

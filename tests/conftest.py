@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fastapi_kc_m2m import KeycloakAuth
 from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, serve_app
+
+# Property-based tests (tests/test_fuzz.py): a quick profile for every run, and a long one on demand:
+#   HYPOTHESIS_PROFILE=fuzz .venv/bin/python -m pytest tests/test_fuzz.py
+settings.register_profile("quick", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
 
 @pytest.fixture

@@ -200,6 +200,26 @@ async def test_random_kids_on_a_cold_cache(issuer: TestIssuer, fast_auth: Keyclo
     assert issuer.requests == {"discovery": 1, "jwks": 2}  # later calls: one refetch per cooldown
 
 
+async def test_unknown_kid_waits_out_the_retry_interval_after_a_failed_fetch(
+    issuer: TestIssuer, clock: FrozenClock, fast_auth: KeycloakAuth
+) -> None:
+    assert await fast_auth.prefetch()
+    issuer.fail("jwks", "status")
+    clock.advance(TTL)
+    await fast_auth.verify(issuer.token())  # starts the refresh, which fails
+    await settled(fast_auth, issuer)
+    assert issuer.requests["jwks"] == 2
+    with pytest.raises(InvalidToken):
+        await fast_auth.verify(random_kid_token(issuer))
+    assert issuer.requests["jwks"] == 2  # no refetch within the retry interval, cooldown or not
+
+    clock.advance(RETRY)
+    with pytest.raises(InvalidToken):
+        await fast_auth.verify(random_kid_token(issuer))
+    await settled(fast_auth, issuer)
+    assert issuer.requests["jwks"] == 3
+
+
 async def test_random_kids_signed_by_attacker_keys_are_refused(issuer: TestIssuer, fast_auth: KeycloakAuth) -> None:
     await fast_auth.verify(issuer.token())
     for _ in range(5):
