@@ -73,8 +73,8 @@ def check_type(claims: Mapping[str, Any]) -> None:
 def check_audience(claims: Mapping[str, Any], audience: str) -> None:
     """``aud`` must be our audience or a list of strings containing it (RFC 7519 §4.1.3)."""
     aud = claims.get("aud")
-    if isinstance(aud, str):
-        aud = [aud]
+    if aud == audience:  # Keycloak writes a single audience as a string
+        return
     if not isinstance(aud, list) or audience not in aud or not all(isinstance(item, str) for item in aud):
         raise InvalidToken("token is not meant for this audience")
 

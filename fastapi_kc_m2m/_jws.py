@@ -72,13 +72,13 @@ def json_object(raw: bytes) -> dict[str, Any]:
     return value
 
 
-def split_compact(token: str) -> tuple[bytes, bytes, bytes, bytes]:
+def split_compact(token: str | bytes) -> tuple[bytes, bytes, bytes, bytes]:
     """Split a compact JWS (RFC 7515 §7.1) into header, payload, signing input and signature segments.
 
     One C-level pass refuses anything but the base64url alphabet and exactly two dots, so the JSON
     serialization, JWE (five segments) and stray whitespace or padding never get further.
     """
-    raw = token.encode("ascii", "replace")
+    raw = token if isinstance(token, bytes) else token.encode("ascii", "replace")
     if raw.translate(None, _ALPHABET) != b"..":
         raise InvalidToken("malformed token")
     header, payload, signature = raw.split(b".")

@@ -36,6 +36,10 @@ def _client_roles(resource_access: Any) -> Mapping[str, frozenset[str]]:
     return MappingProxyType({client: _roles(access) for client, access in resource_access.items()})
 
 
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _audiences(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
@@ -47,16 +51,14 @@ class ServicePrincipal:
     """Who called: the client behind a verified token, its scopes and roles.
 
     Malformed role or scope claims read as empty, so authorization refuses (403) rather than fails.
-    Role views are computed from ``claims`` when asked for, keeping verification cheap.
+    Views used on every request (client, issuer, scopes, expiry) are fields; the others are computed from
+    ``claims`` when asked for, keeping verification of a new token cheap.
     """
 
     client_id: str
-    subject: str | None
     issuer: str
-    audiences: tuple[str, ...]
     scopes: frozenset[str]
     expires_at: float
-    token_id: str | None
     claims: Mapping[str, Any] = field(repr=False)
 
     @classmethod
@@ -65,20 +67,31 @@ class ServicePrincipal:
 
         ``claims`` is wrapped read-only, not copied: hand over a dict nobody else changes.
         """
-        get = claims.get
-        client_id, sub, jti = get("azp"), get("sub"), get("jti")
+        client_id = claims.get("azp")
         if not isinstance(client_id, str):
-            client_id = get("client_id")
+            client_id = claims.get("client_id")
         return cls(
             client_id=client_id if isinstance(client_id, str) else "",
-            subject=sub if isinstance(sub, str) else None,
             issuer=claims["iss"],
-            audiences=_audiences(get("aud")),
-            scopes=_scopes(get("scope")),
+            scopes=_scopes(claims.get("scope")),
             expires_at=claims["exp"],
-            token_id=jti if isinstance(jti, str) else None,
             claims=MappingProxyType(claims) if isinstance(claims, dict) else claims,
         )
+
+    @property
+    def subject(self) -> str | None:
+        """The service-account user's id (``sub``)."""
+        return _string(self.claims.get("sub"))
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        """The audiences (``aud``), as a tuple even when the claim is one string."""
+        return _audiences(self.claims.get("aud"))
+
+    @property
+    def token_id(self) -> str | None:
+        """The token's id (``jti``), an opaque string (Keycloak prefixes it, e.g. ``trrtcc:``)."""
+        return _string(self.claims.get("jti"))
 
     def has_scopes(self, *scopes: str) -> bool:
         """Whether every scope is granted; comparison is exact and case-sensitive (RFC 6749 §3.3)."""

@@ -147,10 +147,11 @@ class KeycloakAuth:
         """
         if len(token) > self.settings.max_token_bytes:
             raise InvalidToken("token too large")
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        raw = token.encode("utf-8", "surrogatepass")  # non-ASCII bytes never pass split_compact
+        digest = hashlib.sha256(raw).digest()
         principal = self._cache.get(digest)
         if principal is None:
-            principal = await self._verify_new(token)
+            principal = await self._verify_new(raw)
             self._cache.put(digest, principal, min(principal.expires_at, self._clock() + self.settings.token_cache_ttl))
         if introspect or self._may_introspect:
             return await self._introspected(token, digest, principal, introspect)
@@ -178,7 +179,7 @@ class KeycloakAuth:
             bounded_put(self._headers, segment, checked, _HEADER_CACHE_SIZE)
         return checked
 
-    async def _verify_new(self, token: str) -> ServicePrincipal:
+    async def _verify_new(self, token: bytes) -> ServicePrincipal:
         header, payload, signing_input, signature = split_compact(token)
         alg, kid = self._check_header(header)
         claims = json_object(decode_segment(payload))
