@@ -18,3 +18,5 @@ bench:
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || true
 	.venv/bin/python benchmarks/verify.py
 	.venv/bin/python benchmarks/e2e.py
+	.venv/bin/python benchmarks/introspection.py
+	.venv/bin/python benchmarks/memory.py
