@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,9 @@ from urllib.parse import unquote_plus
 from joserfc import jwt
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
+from ._jws import decode_segment, json_object, split_compact
 from .client_auth import ASSERTION_LIFETIME, CLIENT_ASSERTION_TYPE
+from .errors import InvalidToken
 from .settings import SUPPORTED_ALGORITHMS
 
 _ALGORITHMS = sorted(SUPPORTED_ALGORITHMS)
@@ -112,9 +113,8 @@ class ClientRegistry:
 def _unverified_subject(assertion: str) -> str:
     """The ``sub`` an assertion claims, to find the key that must have signed it."""
     try:
-        payload = assertion.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error):
+        _, payload, _, _ = split_compact(assertion)
+        sub = json_object(decode_segment(payload)).get("sub")
+    except InvalidToken:
         return ""
-    sub = claims.get("sub") if isinstance(claims, dict) else None
     return sub if isinstance(sub, str) else ""

@@ -517,7 +517,7 @@ class TestIssuer:
         attacker = generate_key(self.algorithm)
         good = self.token()
         header_b64, payload_b64, signature_b64 = good.split(".")
-        tampered_payload = json.loads(base64.urlsafe_b64decode(payload_b64 + "=="))
+        tampered_payload = json_object(decode_segment(payload_b64.encode()))
         tampered_payload["scope"] = "admin"
         public_pem = self.signing_key.as_pem(private=False)
         hs_input = f"{b64url(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{payload_b64}"
