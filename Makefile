@@ -6,7 +6,8 @@ demo:
 
 lint:
 	.venv/bin/ruff check .
-	.venv/bin/mypy fastapi_kc_m2m
+	.venv/bin/mypy fastapi_kc_m2m example_service
+	.venv/bin/lint-imports
 
 test:
 	scripts/bootstrap

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from joserfc import jwt
 
-from fastapi_kc_m2m._jws import b64url_decode
+from fastapi_kc_m2m._jose.jws import b64url_decode
 from fastapi_kc_m2m.testing import TestIssuer
 
 ROUNDS = 9

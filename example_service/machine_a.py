@@ -35,8 +35,8 @@ from typing import Any
 import httpx
 
 from fastapi_kc_m2m import ClientCredentialsAuth
+from fastapi_kc_m2m._idp.client_auth import client_authentication
 from fastapi_kc_m2m.client import load_signing_key
-from fastapi_kc_m2m.client_auth import client_authentication
 from fastapi_kc_m2m.testing import TestIssuer
 
 from .app import READ_SCOPE

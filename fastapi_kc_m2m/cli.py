@@ -25,12 +25,11 @@ from cryptography.x509.oid import NameOID
 from joserfc.jwk import ECKey, RSAKey
 from pydantic import ValidationError
 
-from ._jws import decode_segment, json_object, split_compact
-from .client import ClientCredentialsAuth, ClientCredentialsError, load_signing_key
-from .client_jwks import key_id, public_jwks
-from .errors import AuthError, IdentityProviderUnavailable, InvalidToken
+from ._jose.jws import parse
+from .client import ClientCredentialsAuth, ClientCredentialsError, key_id, load_signing_key, public_jwks
+from .errors import AuthError, IdentityProviderUnavailable
+from .server.verifier import TokenVerifier
 from .settings import KeycloakSettings
-from .verifier import KeycloakAuth
 
 __all__ = ["main"]
 
@@ -174,9 +173,8 @@ def _secret(args: argparse.Namespace) -> str | None:
 def _decode(args: argparse.Namespace) -> int:
     """Header and claims of a JWS, without checking anything; times as UTC dates and relative to now."""
     try:
-        header_b64, payload_b64, _, _ = split_compact(_read_token(args.token))
-        header, claims = json_object(decode_segment(header_b64)), json_object(decode_segment(payload_b64))
-    except InvalidToken:
+        header, claims, _, _ = parse(_read_token(args.token))
+    except ValueError:
         raise CliError("not a JWT: expected three base64url parts holding JSON objects", EXIT_REFUSED) from None
     if args.json:
         print(json.dumps({"header": header, "claims": claims}, indent=2))
@@ -241,8 +239,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 async def _verify_with(settings: KeycloakSettings, token: str) -> Any:
-    async with KeycloakAuth(settings) as auth:
-        return await auth.verify(token)
+    async with TokenVerifier(settings) as verifier:
+        return await verifier.verify(token)
 
 
 # ----------------------------------------------------------------- the parser

@@ -22,10 +22,19 @@ class AuthError(Exception):
     status_code: int = 401
     error: str | None = None
     default_description: str = "authentication failed"
+    #: The token's issuer when it is trusted, and its (unverified) calling client, when known; for
+    #: observers and logs, never for responses.
+    issuer: str | None = None
+    client_id: str | None = None
 
     def __init__(self, description: str | None = None) -> None:
         self.description = description or self.default_description
         super().__init__(self.description)
+
+    @property
+    def reason(self) -> str:
+        """A reason code from a fixed set: the description as a snake-case word (``token_expired``)."""
+        return self.description.replace(" ", "_").replace("-", "_")
 
 
 class MissingCredentials(AuthError):

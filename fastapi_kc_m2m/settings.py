@@ -7,23 +7,19 @@ naming the variable to fix.
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .client_auth import ASSERTION_ALGORITHMS, ClientAuthMethod
+from ._idp.client_auth import ClientAuthMethod
+from ._idp.http import HttpLimits
+from ._idp.urls import check_http_url
+from ._jose.algorithms import ASSERTION_ALGORITHMS, SUPPORTED_ALGORITHMS
 
 __all__ = ["SUPPORTED_ALGORITHMS", "IntrospectionPolicy", "KeycloakSettings"]
 
 #: When tokens are introspected (RFC 7662): never, for every request, or on routes that ask for it.
 IntrospectionPolicy = Literal["off", "always", "per_route"]
-
-#: Asymmetric JWS algorithms (RFC 7518 §3.1, RFC 8037 §3.1) the verifier can be allowed to accept.
-#: HMAC and ``none`` are absent on purpose: a resource server never shares a secret with the issuer.
-SUPPORTED_ALGORITHMS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
 
 _CommaList = Annotated[tuple[str, ...], NoDecode]
 
@@ -33,13 +29,6 @@ def _split(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
-
-
-def _check_http_url(url: str, what: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(f"{what} must be an absolute http(s) URL without query or fragment, got {url!r}")
-    return url
 
 
 class KeycloakSettings(BaseSettings):
@@ -116,18 +105,18 @@ class KeycloakSettings(BaseSettings):
     @field_validator("server_url")
     @classmethod
     def _check_server_url(cls, value: str | None) -> str | None:
-        return None if value is None else _check_http_url(value.rstrip("/"), "KC_M2M_SERVER_URL")
+        return None if value is None else check_http_url(value.rstrip("/"), "KC_M2M_SERVER_URL")
 
     @field_validator("issuers")
     @classmethod
     def _check_issuers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_check_http_url(issuer, "each of KC_M2M_ISSUERS") for issuer in value)
+        return tuple(check_http_url(issuer, "each of KC_M2M_ISSUERS") for issuer in value)
 
     @field_validator("jwks_uris", "introspection_endpoints")
     @classmethod
     def _check_endpoint_urls(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         for uri in value.values():
-            _check_http_url(uri, f"each URL in KC_M2M_{str(info.field_name).upper()}")
+            check_http_url(uri, f"each URL in KC_M2M_{str(info.field_name).upper()}")
         return value
 
     @field_validator("client_assertion_alg")
@@ -197,6 +186,11 @@ class KeycloakSettings(BaseSettings):
     def introspects(self) -> bool:
         """Whether any token may be introspected: a policy other than ``off``, or lightweight tokens."""
         return self.introspection != "off" or self.lightweight_tokens
+
+    @property
+    def http_limits(self) -> HttpLimits:
+        """Body cap and total deadline of discovery and key-set fetches."""
+        return HttpLimits(self.http_max_body, self.http_timeout)
 
     @property
     def introspecting_client_id(self) -> str:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc.jwk import ECKey, RSAKey
 
-from fastapi_kc_m2m.client_auth import load_private_key
+from fastapi_kc_m2m._idp.client_auth import load_private_key
 from fastapi_kc_m2m.testing import TestIssuer, generate_key, loopback_socket
 
 KC_M2M = str(Path(sys.executable).with_name("kc-m2m"))

@@ -1,0 +1,211 @@
+"""Authenticate this service as a confidential Keycloak client towards Keycloak's endpoints.
+
+Three methods, as Keycloak's discovery names them:
+
+- ``client_secret_basic``: HTTP Basic with the form-urlencoded client id and secret (RFC 6749 §2.3.1);
+- ``client_secret_post``: ``client_id`` and ``client_secret`` in the form body (RFC 6749 §2.3.1);
+- ``private_key_jwt``: a signed client assertion (RFC 7523 §2.2 and §3, RFC 7521 §4.2).
+
+Introspection uses it for the resource server's own client; a calling machine can use the same classes
+for its token requests::
+
+    auth = client_authentication("private_key_jwt", "machine-a", private_key=load_private_key("key.pem"))
+    response = await client.send(auth.request(client, token_url, {"grant_type": "client_credentials"},
+                                              audience=issuer))
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote_plus
+
+import httpx
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
+
+from .._jose.algorithms import ASSERTION_ALGORITHMS, EC_CURVES, MIN_RSA_BITS, key_type
+
+__all__ = [
+    "ASSERTION_LIFETIME",
+    "CLIENT_ASSERTION_TYPE",
+    "ClientAuthMethod",
+    "ClientAuthentication",
+    "ClientSecretBasic",
+    "ClientSecretPost",
+    "PrivateKey",
+    "PrivateKeyJWT",
+    "client_authentication",
+    "load_private_key",
+]
+
+ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+PrivateKey = RSAKey | ECKey
+
+#: RFC 7523 §2.2: the ``client_assertion_type`` of a JWT client assertion.
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#: Seconds an assertion stays valid; Keycloak refuses longer-lived ones by default.
+ASSERTION_LIFETIME = 60
+
+_KEY_CLASSES: dict[str, type[PrivateKey]] = {"RSA": RSAKey, "EC": ECKey}
+
+
+class ClientAuthentication(ABC):
+    """A client's credentials, added to form POSTs to the authorization server."""
+
+    def __init__(self, client_id: str) -> None:
+        if not client_id:
+            raise ValueError("a client id is required")
+        self.client_id = client_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(client_id={self.client_id!r})"  # never the secret or the key
+
+    @abstractmethod
+    def credentials(self, audience: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The ``(headers, form fields)`` authenticating one request to ``audience``."""
+
+    def request(self, client: httpx.AsyncClient, url: str, form: Mapping[str, str], *, audience: str) -> httpx.Request:
+        """A POST of ``form`` to ``url`` carrying the credentials; ``audience`` is the authorization
+        server's issuer identifier (used by ``private_key_jwt`` only)."""
+        headers, fields = self.credentials(audience)
+        return client.build_request("POST", url, data={**form, **fields}, headers=headers)
+
+
+class ClientSecretBasic(ClientAuthentication):
+    """``client_secret_basic``: RFC 6749 §2.3.1 — id and secret form-urlencoded, then HTTP Basic (RFC 7617)."""
+
+    def __init__(self, client_id: str, secret: str) -> None:
+        super().__init__(client_id)
+        if not secret:
+            raise ValueError("a client secret is required")
+        pair = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+        self._authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+
+    def credentials(self, audience: str) -> tuple[dict[str, str], dict[str, str]]:
+        return {"Authorization": self._authorization}, {}
+
+
+class ClientSecretPost(ClientAuthentication):
+    """``client_secret_post``: RFC 6749 §2.3.1 — ``client_id`` and ``client_secret`` in the form body."""
+
+    def __init__(self, client_id: str, secret: str) -> None:
+        super().__init__(client_id)
+        if not secret:
+            raise ValueError("a client secret is required")
+        self._secret = secret
+
+    def credentials(self, audience: str) -> tuple[dict[str, str], dict[str, str]]:
+        return {}, {"client_id": self.client_id, "client_secret": self._secret}
+
+
+class PrivateKeyJWT(ClientAuthentication):
+    """``private_key_jwt``: a fresh JWT client assertion per request (RFC 7523 §3, RFC 7521 §4.2).
+
+    Claims: ``iss`` = ``sub`` = the client id, ``aud`` = one string (the issuer identifier; Keycloak also
+    accepts its token or introspection endpoint URL), a unique ``jti``, ``iat`` and ``exp`` =
+    ``iat`` + :data:`ASSERTION_LIFETIME`. The header names ``key_id``, else the JWK's ``kid``; a key
+    without one (a PEM file) is sent without ``kid``, which Keycloak's certificate set-up matches by
+    algorithm.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        key: PrivateKey,
+        *,
+        algorithm: str = "RS256",
+        key_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(client_id)
+        _check_key(key, algorithm)
+        self._key = key
+        self._header: dict[str, Any] = {"alg": algorithm, "typ": "JWT"}
+        kid = key_id or key.kid
+        if kid:
+            self._header["kid"] = kid
+        self._clock = clock
+
+    def assertion(self, audience: str) -> str:
+        """A signed, single-use client assertion for ``audience`` (RFC 7523 §3)."""
+        now = int(self._clock())
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": audience,
+            "jti": str(uuid.uuid4()),
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME,
+        }
+        return jwt.encode(self._header, claims, self._key, algorithms=[self._header["alg"]])
+
+    def credentials(self, audience: str) -> tuple[dict[str, str], dict[str, str]]:
+        return {}, {"client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": self.assertion(audience)}
+
+
+def client_authentication(
+    method: ClientAuthMethod,
+    client_id: str,
+    *,
+    secret: str | None = None,
+    private_key: PrivateKey | None = None,
+    algorithm: str = "RS256",
+    key_id: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ClientAuthentication:
+    """The credentials for ``method``: a secret for the ``client_secret_*`` methods, a key for JWTs."""
+    if method == "private_key_jwt":
+        if private_key is None:
+            raise ValueError("private_key_jwt needs a private key")
+        return PrivateKeyJWT(client_id, private_key, algorithm=algorithm, key_id=key_id, clock=clock)
+    if secret is None:
+        raise ValueError(f"{method} needs a client secret")
+    secret_method = ClientSecretBasic if method == "client_secret_basic" else ClientSecretPost
+    return secret_method(client_id, secret)
+
+
+def load_private_key(
+    source: str | bytes | os.PathLike[str] | Mapping[str, Any], *, algorithm: str = "RS256"
+) -> PrivateKey:
+    """A private key for ``algorithm`` from PEM bytes, a PEM file's path, a JWK or a JWK's JSON text.
+
+    Refuses public keys, keys of another type or curve, and RSA keys under 2048 bits (RFC 7518 §3.3).
+    """
+    if algorithm not in ASSERTION_ALGORITHMS:
+        raise ValueError(f"unsupported assertion algorithm {algorithm!r}")
+    key_class = _KEY_CLASSES[key_type(algorithm)]
+    data: bytes | dict[str, Any]
+    if isinstance(source, Mapping):
+        data = dict(source)
+    elif isinstance(source, bytes):
+        data = source
+    elif isinstance(source, str) and source.lstrip().startswith("{"):
+        data = json.loads(source)
+    else:
+        data = Path(source).read_bytes()
+    try:
+        key = key_class.import_key(data)
+    except Exception:  # joserfc and cryptography raise many types; never echo key material
+        raise ValueError(f"not a {key_class.key_type} private key usable with {algorithm}") from None
+    _check_key(key, algorithm)
+    return key
+
+
+def _check_key(key: PrivateKey, algorithm: str) -> None:
+    key_class = _KEY_CLASSES[key_type(algorithm)] if algorithm in ASSERTION_ALGORITHMS else None
+    if key_class is None or not isinstance(key, key_class):
+        raise ValueError(f"the key does not fit {algorithm}")
+    if not key.is_private:
+        raise ValueError("a private key is required to sign client assertions")
+    if isinstance(key, RSAKey) and key.public_key.key_size < MIN_RSA_BITS:
+        raise ValueError(f"RSA keys need at least {MIN_RSA_BITS} bits")
+    if not isinstance(key, RSAKey) and key.curve_name != EC_CURVES.get(algorithm):
+        raise ValueError(f"the key's curve does not fit {algorithm}")

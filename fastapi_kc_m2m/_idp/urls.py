@@ -1,0 +1,15 @@
+"""The URLs this package accepts for Keycloak's endpoints."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+__all__ = ["check_http_url"]
+
+
+def check_http_url(url: str, what: str) -> str:
+    """``url`` if it is an absolute http(s) URL without query or fragment, else a ``ValueError`` naming ``what``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{what} must be an absolute http(s) URL without query or fragment, got {url!r}")
+    return url

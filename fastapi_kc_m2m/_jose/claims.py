@@ -1,0 +1,88 @@
+"""Header and claim rules for JWT access tokens (RFC 7519 §4.1, RFC 9068 §2 and §4, RFC 8725 §3).
+
+They run before any key lookup, so junk tokens and untrusted issuers never cause a network call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from ..errors import InvalidToken
+
+# Header members that would make the token choose its own key or processing rules (RFC 7515 §4.1.2-6,
+# §4.1.11, RFC 7797 §3): never honoured, so tokens carrying them are refused outright.
+_FORBIDDEN_HEADER_MEMBERS = frozenset({"crit", "b64", "jku", "jwk", "x5u", "x5c"})
+_HEADER_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
+_PAYLOAD_TYPES = frozenset({"bearer"})
+# Base64, base64url, UUIDs and thumbprints fit; "..", quotes, spaces and shell or SQL syntax do not.
+_KID = re.compile(r"[A-Za-z0-9._~+/=:-]{1,256}")
+_MAX_TIME = 2.0**53  # beyond any real date; rejects 1e30 and friends
+
+
+def check_header(header: Mapping[str, Any], algorithms: Collection[str]) -> tuple[str, str | None]:
+    """Return ``(alg, kid)`` of an acceptable JOSE header (RFC 7515 §4.1, RFC 9068 §4 step 2)."""
+    alg, kid = header.get("alg"), header.get("kid")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise InvalidToken("algorithm not allowed")
+    if not _FORBIDDEN_HEADER_MEMBERS.isdisjoint(header):
+        raise InvalidToken("unsupported token header")
+    if "typ" in header and not _is_one_of(header["typ"], _HEADER_TYPES):
+        raise InvalidToken("not an access token")
+    if "kid" in header and (not isinstance(kid, str) or not _KID.fullmatch(kid) or ".." in kid):
+        raise InvalidToken("malformed key id")
+    return alg, kid
+
+
+def _is_one_of(value: Any, allowed: frozenset[str]) -> bool:
+    """A string equal, ignoring case, to one of ``allowed`` (RFC 7515 §4.1.9: media types)."""
+    return isinstance(value, str) and value.lower() in allowed
+
+
+def _numeric_date(value: Any) -> float:
+    """A NumericDate (RFC 7519 §2): an int or float, finite, not negative, not absurdly large."""
+    if type(value) not in (int, float) or not 0 <= value <= _MAX_TIME:
+        raise InvalidToken("malformed time claim")
+    return float(value)
+
+
+def check_times(claims: Mapping[str, Any], now: float, skew: float) -> None:
+    """``exp`` required, ``nbf`` and ``iat`` optional (RFC 7519 §4.1.4-6), each with clock skew."""
+    if "exp" not in claims:
+        raise InvalidToken("token has no expiry")
+    if now >= _numeric_date(claims["exp"]) + skew:
+        raise InvalidToken("token expired")
+    for name in ("nbf", "iat"):
+        if name in claims and _numeric_date(claims[name]) > now + skew:
+            raise InvalidToken("token not valid yet")
+
+
+def check_type(claims: Mapping[str, Any]) -> None:
+    """Keycloak's payload ``typ`` must be ``Bearer``: ID, refresh, logout and DPoP-bound tokens are refused.
+
+    A ``cnf`` claim (RFC 7800, RFC 8705 §3.1, RFC 9449 §6) binds the token to a key this server
+    cannot check, so such tokens are refused too.
+    """
+    if "typ" in claims and not _is_one_of(claims["typ"], _PAYLOAD_TYPES):
+        raise InvalidToken("not an access token")
+    if "cnf" in claims:
+        raise InvalidToken("sender-constrained tokens are not supported")
+
+
+def check_audience(claims: Mapping[str, Any], audience: str) -> None:
+    """``aud`` must be our audience or a list of strings containing it (RFC 7519 §4.1.3)."""
+    aud = claims.get("aud")
+    if aud == audience:  # Keycloak writes a single audience as a string
+        return
+    if not isinstance(aud, list) or audience not in aud or not all(isinstance(item, str) for item in aud):
+        raise InvalidToken("token is not meant for this audience")
+
+
+def check_client(claims: Mapping[str, Any], allowed: Collection[str]) -> None:
+    """When an allow-list is set, the calling client (``azp``, else ``client_id``) must be on it."""
+    if not allowed:
+        return
+    client = claims.get("azp") or claims.get("client_id")
+    if not isinstance(client, str) or client not in allowed:
+        raise InvalidToken("calling client not allowed")

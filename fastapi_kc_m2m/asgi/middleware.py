@@ -1,0 +1,164 @@
+"""``KeycloakAuthMiddleware``: a pure ASGI middleware that lets only verified machine callers through.
+
+For HTTP requests and WebSocket handshakes it extracts the bearer token (RFC 6750 §2.1), verifies it
+with :class:`~..server.verifier.TokenVerifier` and sets ``scope["user"]`` (a :class:`ServiceUser`) and
+``scope["auth"]`` (Starlette ``AuthCredentials`` holding the token's scopes), so ``request.user``,
+``request.auth.scopes`` and ``starlette.authentication.requires`` work. Refusals follow RFC 6750 §3.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import AuthError, InvalidRequest, MissingCredentials
+from ..principal import ServicePrincipal
+from ..server.context import RequestContext, Verification
+from ..server.verifier import TokenVerifier
+from .bearer import bearer_token, has_token_parameter
+from .responses import send_refusal
+from .state import STATE_KEY
+
+__all__ = ["KeycloakAuthMiddleware", "ServiceUser"]
+
+_FORM = b"application/x-www-form-urlencoded"
+_FORM_SCAN_LIMIT = 65536  # larger form bodies pass unexamined: a token there is never used anyway
+_NO_FORM_BODY = frozenset({"GET", "HEAD"})  # RFC 6750 §2.2: no form-body token with GET (nor for WebSockets)
+
+
+class ServiceUser(BaseUser):
+    """The Starlette user of a verified call: ``request.user.principal`` is its :class:`ServicePrincipal`,
+    ``context`` what the request presented and ``verification`` what the verifier made of it (both set
+    by this package's middleware and dependencies)."""
+
+    __slots__ = ("context", "principal", "verification")
+
+    def __init__(
+        self,
+        principal: ServicePrincipal,
+        *,
+        context: RequestContext | None = None,
+        verification: Verification | None = None,
+    ) -> None:
+        self.principal = principal
+        self.context = context
+        self.verification = verification
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.principal.client_id
+
+    @property
+    def identity(self) -> str:
+        return self.principal.client_id
+
+
+class KeycloakAuthMiddleware:
+    """Verify the bearer token of every HTTP request and WebSocket handshake, or refuse it.
+
+    ``exclude_paths`` are freed exactly, ``exclude_prefixes`` with everything below them on a segment
+    boundary (``/public`` frees ``/public/x`` but never ``/public-admin``), ``exclude_methods`` by
+    method. CORS preflights (``OPTIONS`` with ``Access-Control-Request-Method``) pass unless
+    ``allow_preflight=False``. With ``allow_anonymous=True`` requests without credentials pass as
+    anonymous, so routes that need a principal (the dependencies) refuse them and the others serve.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        auth: TokenVerifier,
+        *,
+        exclude_paths: Iterable[str] = (),
+        exclude_prefixes: Iterable[str] = (),
+        exclude_methods: Iterable[str] = (),
+        allow_preflight: bool = True,
+        allow_anonymous: bool = False,
+    ) -> None:
+        self.app = app
+        self.auth = auth
+        self._realm = auth.settings.audience
+        self._paths = frozenset(exclude_paths)
+        self._prefixes = tuple(prefix.rstrip("/") for prefix in exclude_prefixes)
+        self._methods = frozenset(method.upper() for method in exclude_methods)
+        self._allow_preflight = allow_preflight
+        self._allow_anonymous = allow_anonymous
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" and scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})[STATE_KEY] = self.auth
+        try:
+            if self._excluded(scope):
+                _set_anonymous(scope)
+            else:
+                receive = await self._authenticate(scope, receive)
+            await self.app(scope, receive, send)
+        except AuthError as error:  # raised here or by a dependency before the response started
+            await send_refusal(scope, receive, send, error, self._realm)
+
+    async def _authenticate(self, scope: Scope, receive: Receive) -> Receive:
+        """Set the user of ``scope``; return ``receive``, replaying any body read to inspect it."""
+        token = bearer_token(scope)
+        if token is None:
+            if not self._allow_anonymous:
+                raise MissingCredentials()
+            _set_anonymous(scope)
+            return receive
+        if scope.get("method", "GET") not in _NO_FORM_BODY and _header(scope, b"content-type").startswith(_FORM):
+            receive = await _reject_form_token(receive)
+        context = RequestContext(token, method=scope.get("method"))
+        verification = await self.auth.authenticate(context)
+        scope["user"] = ServiceUser(verification.principal, context=context, verification=verification)
+        scope["auth"] = AuthCredentials(list(verification.principal.scopes))
+        return receive
+
+    def _excluded(self, scope: Scope) -> bool:
+        method = scope.get("method")
+        if method in self._methods:
+            return True
+        if method == "OPTIONS" and self._allow_preflight and _header(scope, b"access-control-request-method"):
+            return True
+        path: str = scope["path"]
+        if path in self._paths:
+            return True
+        if not self._prefixes:
+            return False
+        freed = any(
+            path.startswith(prefix) and path[len(prefix) : len(prefix) + 1] in ("", "/") for prefix in self._prefixes
+        )
+        return freed and "/." not in path  # dot segments could climb out of the freed subtree
+
+
+def _set_anonymous(scope: Scope) -> None:
+    scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    return next((value for key, value in scope["headers"] if key == name), b"")
+
+
+async def _reject_form_token(receive: Receive) -> Receive:
+    """Read a form body (RFC 6750 §2.2) to refuse a second token in it; return a receive replaying it."""
+    messages: deque[Message] = deque()
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        size += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body") or size > _FORM_SCAN_LIMIT:
+            break
+    if size <= _FORM_SCAN_LIMIT and has_token_parameter(b"".join(m.get("body", b"") for m in messages)):
+        raise InvalidRequest("token in several places")
+
+    async def replay() -> Message:
+        return messages.popleft() if messages else await receive()
+
+    return replay

@@ -1,0 +1,34 @@
+"""Where a request finds the :class:`~..server.verifier.TokenVerifier` serving it: ``request.state.keycloak_auth``.
+
+The app lifespan (``KeycloakResourceServer.lifespan``) shares it as ASGI lifespan state, and
+:class:`~.middleware.KeycloakAuthMiddleware` puts its own there.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.types import Scope
+
+if TYPE_CHECKING:
+    from ..server.verifier import TokenVerifier
+
+__all__ = ["STATE_KEY", "find_auth", "keycloak_auth"]
+
+STATE_KEY = "keycloak_auth"
+
+
+def find_auth(scope: Scope) -> TokenVerifier | None:
+    """The verifier shared with this request, if any."""
+    auth: TokenVerifier | None = scope.get("state", {}).get(STATE_KEY)
+    return auth
+
+
+def keycloak_auth(scope: Scope) -> TokenVerifier:
+    """The verifier shared with this request; a set-up mistake (RuntimeError) when there is none."""
+    auth = find_auth(scope)
+    if auth is None:
+        raise RuntimeError(
+            "no KeycloakAuth for this request: add KeycloakAuthMiddleware or use FastAPI(lifespan=auth.lifespan)"
+        )
+    return auth

@@ -1,0 +1,416 @@
+"""Machine A: call a Keycloak-protected API with client-credentials tokens (RFC 6749 §4.4), through httpx.
+
+One object for ``httpx.Client`` and ``httpx.AsyncClient`` alike::
+
+    auth = ClientCredentialsAuth("machine-a", issuer="https://kc.example/realms/prod", client_secret=secret)
+    with httpx.Client(auth=auth) as client:          # or: async with httpx.AsyncClient(auth=auth)
+        client.get("https://orders.example/orders")
+
+    auth = ClientCredentialsAuth("machine-a", issuer=issuer, private_key="machine-a.key.pem")  # RFC 7523
+
+- The token endpoint is ``token_endpoint``, else the issuer's discovery document (OpenID Connect
+  Discovery 1.0 §4) names it; the client authenticates as :mod:`.._idp.client_auth` does (RFC 6749 §2.3.1,
+  RFC 7523 §2.2 and §3).
+- The token is cached and refreshed ahead of expiry, ``min(30 s, 10 % of its lifetime)`` before it;
+  concurrent requests share one refresh (a thread lock for sync clients, an asyncio lock for async ones).
+- A 401 from the API (RFC 6750 §3.1) refreshes the token once and retries once, when the request body
+  can be sent again.
+- Failures of the token endpoint raise :class:`ClientCredentialsError` with the RFC 6749 §5.2 error code
+  and a fixed description; neither it, ``repr()`` nor the logs show a secret, an assertion or a token.
+
+One generator (:meth:`ClientCredentialsAuth._flow`) holds that logic for both kinds of client; the sync
+and async drivers only take their lock and send the token request through their own HTTP client. The
+caller's client sends the API requests only, so its event hooks, history and redirects never see the
+credentials or the token endpoint's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import re
+import ssl
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .._idp.client_auth import (
+    ClientAuthentication,
+    ClientAuthMethod,
+    PrivateKey,
+    PrivateKeyJWT,
+    client_authentication,
+    load_private_key,
+)
+from .._idp.discovery import discovery_url, endpoint_of
+from .._idp.http import FetchError, json_answer
+from .._idp.urls import check_http_url
+from .._jose.algorithms import EC_CURVES
+
+__all__ = ["AccessToken", "ClientCredentialsAuth", "ClientCredentialsError", "KeySource", "load_signing_key"]
+
+logger = logging.getLogger("fastapi_kc_m2m")
+
+#: Where ``expires_in`` is missing (RFC 6749 §5.1 only recommends it), the token is reused this long.
+DEFAULT_LIFETIME = 60.0
+#: Refresh this long before expiry at most; short-lived tokens refresh at 90 % of their life.
+REFRESH_MARGIN = 30.0
+_REFRESH_FRACTION = 0.1
+# Algorithms tried, in order, when a key is given without one: RS256 for RSA, else by the EC curve.
+_DEFAULT_ALGORITHMS = ("RS256", *EC_CURVES)
+# RFC 6750 §2.1 b64token: what may follow "Bearer " in a header.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# RFC 6749 §5.2: error codes are %x20-21 / %x23-5B / %x5D-7E; longer ones are not worth repeating.
+_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
+
+_DESCRIPTIONS = {
+    "invalid_client": "the client's credentials were refused (client id, secret, key or authenticator)",
+    "unauthorized_client": "the client may not use the client-credentials grant (enable its service account)",
+    "invalid_scope": "a requested scope is unknown or not assigned to the client",
+    "invalid_request": "the token request was malformed",
+    "unsupported_grant_type": "the token endpoint does not offer the client-credentials grant",
+    "network_error": "the token endpoint could not be reached",
+    "invalid_response": "the token endpoint's answer was unusable",
+}
+
+
+class ClientCredentialsError(Exception):
+    """No token could be had: ``error`` is the RFC 6749 §5.2 code, or ``network_error`` /
+    ``invalid_response``; ``status_code`` the token endpoint's HTTP status, if it answered.
+
+    The message is a fixed phrase plus the error code and, at most, an exception's class name: never a
+    credential, a token or the server's own text.
+    """
+
+    def __init__(self, error: str, *, status_code: int | None = None, detail: str | None = None) -> None:
+        self.error = error
+        self.status_code = status_code
+        self.description = _DESCRIPTIONS.get(error, "the token endpoint refused the request")
+        status = f", HTTP {status_code}" if status_code is not None else ""
+        reason = f": {detail}" if detail else ""
+        super().__init__(f"{error} ({self.description}{status}){reason}")
+
+    @classmethod
+    def from_response(cls, response: httpx.Response, body: Mapping[str, Any] | None) -> ClientCredentialsError:
+        """The error of a non-200 token response (RFC 6749 §5.2); a code outside its syntax is not repeated."""
+        code = body.get("error") if body is not None else None
+        if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
+            return cls(code, status_code=response.status_code)
+        return cls("invalid_response", status_code=response.status_code, detail="no OAuth error code")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """A token from the token endpoint (RFC 6749 §5.1); ``repr()`` shows neither it nor the response."""
+
+    value: str = field(repr=False)
+    expires_at: float
+    refresh_at: float
+    scope: str | None
+    response: Mapping[str, Any] = field(repr=False)
+
+
+class _Step(enum.Enum):
+    """What the flow asks of its driver besides sending requests: enter or leave the refresh section."""
+
+    ACQUIRE = enum.auto()
+    RELEASE = enum.auto()
+
+
+#: A private key as given: a PEM file's path, PEM bytes, a private JWK or its JSON text, or a joserfc key.
+KeySource = str | bytes | os.PathLike[str] | Mapping[str, Any] | PrivateKey
+
+# Yields requests (inside the refresh section: to the token endpoint) and lock steps; receives responses.
+_Flow = Generator[httpx.Request | _Step, httpx.Response, None]
+
+
+class ClientCredentialsAuth(httpx.Auth):
+    """An ``httpx.Auth`` getting, caching and refreshing a client-credentials token (RFC 6749 §4.4).
+
+    Give ``issuer`` (the realm URL; discovery finds the token endpoint) or ``token_endpoint``, or both.
+    Credentials: ``client_secret`` (``client_secret_basic`` unless ``method="client_secret_post"``) or
+    ``private_key`` for ``private_key_jwt`` (a PEM file's path, PEM bytes, a private JWK or its JSON, or
+    a joserfc key), signed with ``algorithm`` (default: RS256 for RSA keys, ES256/384/512 by curve) and
+    ``key_id`` as the ``kid`` header (default: the JWK's ``kid``, none for PEM). The assertion's ``aud``
+    is the issuer, else the token endpoint (both accepted by Keycloak).
+
+    ``timeout`` and ``verify`` configure the HTTP client used for the token endpoint; call :meth:`close`
+    (sync use) or :meth:`aclose` (async use) when done.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        *,
+        issuer: str | None = None,
+        token_endpoint: str | None = None,
+        client_secret: str | None = None,
+        private_key: KeySource | None = None,
+        method: ClientAuthMethod | None = None,
+        algorithm: str | None = None,
+        key_id: str | None = None,
+        scope: str | Sequence[str] | None = None,
+        timeout: float = 10.0,
+        verify: ssl.SSLContext | bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if issuer is None and token_endpoint is None:
+            raise ValueError("give issuer (the realm URL) or token_endpoint")
+        self.issuer = None if issuer is None else check_http_url(issuer.rstrip("/"), "issuer")
+        self.token_endpoint = None if token_endpoint is None else check_http_url(token_endpoint, "token_endpoint")
+        self.scope = scope if scope is None or isinstance(scope, str) else " ".join(scope)
+        self._credentials = _client_authentication(
+            client_id, client_secret, private_key, method=method, algorithm=algorithm, key_id=key_id, clock=clock
+        )
+        self._clock = clock
+        self._timeout = timeout
+        self._verify = verify
+        self._token: AccessToken | None = None
+        self._thread_lock = threading.Lock()
+        self._async_lock = asyncio.Lock()
+        self._client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        where = self.token_endpoint or self.issuer
+        return f"{type(self).__name__}({self._credentials!r}, endpoint={where!r}, scope={self.scope!r})"
+
+    # ----------------------------------------------------------------- public
+    @property
+    def client_id(self) -> str:
+        """The client the tokens are issued to (their ``azp``)."""
+        return self._credentials.client_id
+
+    def get_token(self) -> AccessToken:
+        """A token that is not due for refresh, fetched now if needed (for use outside httpx)."""
+        got: list[AccessToken] = []
+        for _ in self._drive(self._keep(got)):  # the flow sends no API request: nothing is yielded
+            pass
+        return got[0]
+
+    async def aget_token(self) -> AccessToken:
+        """:meth:`get_token` for async code."""
+        got: list[AccessToken] = []
+        async for _ in self._adrive(self._keep(got)):
+            pass
+        return got[0]
+
+    def close(self) -> None:
+        """Close the HTTP client sync requests used for the token endpoint."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client async requests used for the token endpoint."""
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+
+    # ----------------------------------------------------------------- httpx hooks
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        return self._drive(self._flow(request))
+
+    def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        return self._adrive(self._flow(request))
+
+    # ----------------------------------------------------------------- the flow, shared by both drivers
+    def _flow(self, request: httpx.Request) -> _Flow:
+        """Send ``request`` with a token; after a 401 (RFC 6750 §3.1), refresh once and retry once."""
+        replayable = isinstance(request.stream, httpx.ByteStream)  # a streamed body cannot be sent again
+        token = yield from self._fresh_token(stale=None)
+        request.headers["Authorization"] = f"Bearer {token.value}"
+        response = yield request
+        if response.status_code != httpx.codes.UNAUTHORIZED or not replayable:
+            return
+        token = yield from self._fresh_token(stale=token)
+        request.headers["Authorization"] = f"Bearer {token.value}"
+        yield request
+
+    def _keep(self, got: list[AccessToken]) -> _Flow:
+        got.append((yield from self._fresh_token(stale=None)))
+
+    def _fresh_token(self, stale: AccessToken | None) -> Generator[httpx.Request | _Step, httpx.Response, AccessToken]:
+        """The cached token unless due for refresh or ``stale`` (refused by the API); else a new one,
+        fetched by one caller while the others wait for it and then use it."""
+        token = self._usable(stale)
+        if token is not None:
+            return token
+        yield _Step.ACQUIRE
+        token = self._usable(stale)  # another caller may have refreshed it meanwhile
+        if token is None:
+            token = yield from self._fetch()
+        yield _Step.RELEASE
+        return token
+
+    def _usable(self, stale: AccessToken | None) -> AccessToken | None:
+        token = self._token
+        if token is None or token is stale or self._clock() >= token.refresh_at:
+            return None
+        return token
+
+    def _fetch(self) -> Generator[httpx.Request, httpx.Response, AccessToken]:
+        """RFC 6749 §4.4.2: ``grant_type=client_credentials`` (and ``scope``), client authentication added."""
+        endpoint = self.token_endpoint or (yield from self._discover())
+        form = {"grant_type": "client_credentials"} | ({"scope": self.scope} if self.scope else {})
+        headers, fields = self._credentials.credentials(self.issuer or endpoint)
+        started = self._clock()
+        request = httpx.Request("POST", endpoint, data=form | fields, headers=headers | {"Accept": "application/json"})
+        self._token = _access_token((yield request), started)
+        logger.debug("fetched a token for client %s from %s", self.client_id, endpoint)
+        return self._token
+
+    def _discover(self) -> Generator[httpx.Request, httpx.Response, str]:
+        """The ``token_endpoint`` of the issuer's discovery document, whose ``issuer`` must be ours (§4.3)."""
+        issuer = str(self.issuer)  # set whenever token_endpoint is not
+        response = yield httpx.Request("GET", discovery_url(issuer))
+        document = _json_body(response)
+        if response.status_code != httpx.codes.OK or document is None:
+            raise ClientCredentialsError("invalid_response", status_code=response.status_code, detail="discovery")
+        try:
+            self.token_endpoint = endpoint_of(document, issuer, "token_endpoint")
+        except FetchError as exc:
+            raise ClientCredentialsError("invalid_response", detail=str(exc)) from None
+        return self.token_endpoint
+
+    # ----------------------------------------------------------------- drivers
+    def _drive(self, flow: _Flow) -> Generator[httpx.Request, httpx.Response, None]:
+        """Run ``flow`` for a sync client: a thread lock, token requests sent by our own client."""
+        locked = False
+        try:
+            step = next(flow)
+            while True:
+                if step is _Step.ACQUIRE:
+                    self._thread_lock.acquire()
+                    locked = True
+                    step = next(flow)
+                elif step is _Step.RELEASE:
+                    self._thread_lock.release()
+                    locked = False
+                    step = next(flow)
+                else:
+                    step = flow.send(self._exchange(step) if locked else (yield step))
+        except StopIteration:
+            return
+        finally:
+            if locked:
+                self._thread_lock.release()
+            flow.close()
+
+    async def _adrive(self, flow: _Flow) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """Run ``flow`` for an async client: an asyncio lock, token requests sent by our own client."""
+        locked = False
+        try:
+            step = next(flow)
+            while True:
+                if step is _Step.ACQUIRE:
+                    await self._async_lock.acquire()
+                    locked = True
+                    step = next(flow)
+                elif step is _Step.RELEASE:
+                    self._async_lock.release()
+                    locked = False
+                    step = next(flow)
+                else:
+                    step = flow.send(await self._aexchange(step) if locked else (yield step))
+        except StopIteration:
+            return
+        finally:
+            if locked:
+                self._async_lock.release()
+            flow.close()
+
+    def _exchange(self, request: httpx.Request) -> httpx.Response:
+        if self._client is None:
+            self._client = httpx.Client(timeout=self._timeout, verify=self._verify, follow_redirects=False)
+        try:
+            return self._client.send(request)
+        except httpx.HTTPError as exc:
+            raise ClientCredentialsError("network_error", detail=type(exc).__name__) from None
+
+    async def _aexchange(self, request: httpx.Request) -> httpx.Response:
+        if self._async_client is None:
+            self._async_client = httpx.AsyncClient(timeout=self._timeout, verify=self._verify, follow_redirects=False)
+        try:
+            return await self._async_client.send(request)
+        except httpx.HTTPError as exc:
+            raise ClientCredentialsError("network_error", detail=type(exc).__name__) from None
+
+
+def _client_authentication(
+    client_id: str,
+    secret: str | None,
+    key: KeySource | None,
+    *,
+    method: ClientAuthMethod | None,
+    algorithm: str | None,
+    key_id: str | None,
+    clock: Callable[[], float],
+) -> ClientAuthentication:
+    """The client authentication for exactly one credential: a secret, or a key for ``private_key_jwt``."""
+    if (secret is None) == (key is None):
+        raise ValueError("give exactly one of client_secret and private_key")
+    if key is None:
+        if method == "private_key_jwt":
+            raise ValueError("private_key_jwt needs private_key, not client_secret")
+        return client_authentication(method or "client_secret_basic", client_id, secret=secret)
+    if method not in (None, "private_key_jwt"):
+        raise ValueError(f"{method} needs client_secret, not private_key")
+    loaded, algorithm = load_signing_key(key, algorithm)
+    return PrivateKeyJWT(client_id, loaded, algorithm=algorithm, key_id=key_id, clock=clock)
+
+
+def load_signing_key(source: KeySource, algorithm: str | None = None) -> tuple[PrivateKey, str]:
+    """A private key for client assertions and its algorithm: ``algorithm`` if given, else RS256 for an
+    RSA key and ES256/ES384/ES512 by an EC key's curve. ``source`` is a PEM file's path, PEM bytes, a
+    private JWK (or its JSON) or a joserfc key; a ``ValueError`` says why it is unusable."""
+    for candidate in (algorithm,) if algorithm else _DEFAULT_ALGORITHMS:
+        try:
+            key = source if isinstance(source, PrivateKey) else load_private_key(source, algorithm=candidate)
+            PrivateKeyJWT("check", key, algorithm=candidate)  # refuses keys that do not fit the algorithm
+        except ValueError as exc:
+            if algorithm:
+                raise ValueError(f"private_key: {exc}") from None
+            continue
+        return key, candidate
+    raise ValueError("private_key: not an RSA (2048+ bits) or EC (P-256/384/521) private key; set algorithm to see why")
+
+
+def _json_body(response: httpx.Response) -> dict[str, Any] | None:
+    """The response's strict JSON object (RFC 8259), else ``None``."""
+    try:
+        return json_answer(response.content)
+    except FetchError:
+        return None
+
+
+def _access_token(response: httpx.Response, started: float) -> AccessToken:
+    """RFC 6749 §5.1: a Bearer token (RFC 6750) and its lifetime, counted from when it was asked for."""
+    body = _json_body(response)
+    if response.status_code != httpx.codes.OK:
+        raise ClientCredentialsError.from_response(response, body)
+    if body is None:
+        raise ClientCredentialsError("invalid_response", status_code=200, detail="not a JSON object")
+    value, token_type, lifetime = body.get("access_token"), body.get("token_type"), body.get("expires_in")
+    if not isinstance(value, str) or not _B64TOKEN.fullmatch(value):
+        raise ClientCredentialsError("invalid_response", status_code=200, detail="no usable access_token")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":  # RFC 6749 §7.1: only what we know
+        raise ClientCredentialsError("invalid_response", status_code=200, detail="token_type is not Bearer")
+    if lifetime is None:
+        lifetime = DEFAULT_LIFETIME
+    if type(lifetime) not in (int, float) or lifetime <= 0:
+        raise ClientCredentialsError("invalid_response", status_code=200, detail="expires_in is not a positive number")
+    scope = body.get("scope")
+    return AccessToken(
+        value=value,
+        expires_at=started + lifetime,
+        refresh_at=started + lifetime - min(REFRESH_MARGIN, _REFRESH_FRACTION * lifetime),
+        scope=scope if isinstance(scope, str) else None,
+        response=body,
+    )

@@ -1,0 +1,43 @@
+"""What a request presented, and what verification made of it: the one object in each direction.
+
+The ASGI layer builds one immutable :class:`RequestContext` per request; the verifier answers with one
+:class:`Verification`, which the authorization dependencies use instead of reading the request again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..principal import ServicePrincipal
+
+__all__ = ["RequestContext", "Verification"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """The credentials of one request: the access token and where it was presented (RFC 6750 §2.1).
+
+    ``method`` and ``public_url`` are the request's, for checks that bind a token to the request; the
+    DPoP proof (RFC 9449 §4) and the client certificate (RFC 8705 §3) have their room here too.
+    """
+
+    token: str
+    scheme: str = "Bearer"
+    method: str | None = None
+    public_url: str | None = None
+    proof: str | None = None
+    client_certificate: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The outcome of verifying one token: who called, the token's SHA-256, and whether it is a
+    lightweight token (no ``aud``: its audience and roles come from introspection) and was introspected.
+
+    It depends on the token alone, so the verifier caches it by ``digest``.
+    """
+
+    principal: ServicePrincipal
+    digest: bytes
+    lightweight: bool = False
+    introspected: bool = False

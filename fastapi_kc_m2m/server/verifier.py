@@ -1,0 +1,273 @@
+"""Verification of Keycloak access tokens: ``await verifier.verify(token) -> ServicePrincipal``.
+
+Order of work (RFC 8725 §3, RFC 9068 §4): size cap, strict compact JWS, header rules, claim rules
+(including the trusted issuer, which picks the key set), then the key and the signature. Everything
+before the key lookup is local, so junk tokens and untrusted issuers cause no network call. Only a
+token that passed all of it may then be introspected (RFC 7662, :mod:`.introspection`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from .._idp.discovery import ProviderMetadata
+from .._jose.claims import check_audience, check_client, check_header, check_times, check_type
+from .._jose.jws import decode_segment, signature_is_valid, split_compact
+from .._jose.strictjson import loads_object
+from ..errors import AuthError, IdentityProviderUnavailable, InvalidToken
+from ..principal import ServicePrincipal
+from ..settings import KeycloakSettings
+from .cache import TokenCache, bounded_put
+from .context import RequestContext, Verification
+from .introspection import Introspector
+from .keyset import KeySet
+from .observer import LoggingObserver, Observer
+from .store import MemoryStore, Store
+
+__all__ = ["TokenVerifier"]
+
+# Distinct JOSE headers remembered after passing the header rules: one per signing key in practice.
+_HEADER_CACHE_SIZE = 64
+_MALFORMED = "malformed token"
+
+
+class TokenVerifier:
+    """Verifies incoming access tokens. Owns the HTTP client towards Keycloak, one key set per trusted
+    issuer, the verified-token cache and, when introspection is configured, the introspector (which may
+    raise ``ValueError`` for an unusable key).
+
+    Use it as an async context manager so the HTTP client is closed::
+
+        async with TokenVerifier(KeycloakSettings(server_url=..., realm=..., audience="orders")) as verifier:
+            principal = await verifier.verify(token)
+
+    ``store`` keeps introspection answers (default: in this process); ``observer`` receives what happens
+    (default: :class:`~.observer.LoggingObserver`).
+    """
+
+    def __init__(
+        self,
+        settings: KeycloakSettings | None = None,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        store: Store | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        """``http_client`` (kept open on close) or ``transport`` replace the default HTTP set-up."""
+        self.settings = settings if settings is not None else KeycloakSettings()  # type: ignore[call-arg]
+        self._owns_client = http_client is None
+        self._client = http_client or httpx.AsyncClient(
+            timeout=httpx.Timeout(self.settings.http_timeout, connect=self.settings.http_connect_timeout),
+            follow_redirects=False,
+            transport=transport,
+        )
+        self._clock = clock
+        self._observer = observer or LoggingObserver()
+        limits = self.settings.http_limits
+        metadata = {issuer: ProviderMetadata(issuer, self._client, limits) for issuer in self.settings.trusted_issuers}
+        self._key_sets = {
+            issuer: KeySet(meta, self._client, self.settings, clock=clock, observer=self._observer)
+            for issuer, meta in metadata.items()
+        }
+        self._cache: TokenCache[Verification] = TokenCache(self.settings.token_cache_size, clock)
+        self._introspector = (
+            Introspector(
+                self.settings,
+                self._client,
+                metadata,
+                clock,
+                store=store or MemoryStore(self.settings.introspection_cache_size, clock),
+                observer=self._observer,
+            )
+            if self.settings.introspects
+            else None
+        )
+        self._introspect_all = self.settings.introspection == "always"
+        self._lightweight = self.settings.lightweight_tokens
+        self._may_introspect = self._introspect_all or self._lightweight
+        self._algorithms = frozenset(self.settings.algorithms)
+        self._prefetching: asyncio.Task[bool] | None = None
+        self._headers: dict[bytes, tuple[str, str | None]] = {}
+
+    async def __aenter__(self) -> TokenVerifier:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel background fetches and close the HTTP client if this object created it."""
+        if self._prefetching is not None:
+            self._prefetching.cancel()
+        for key_set in self._key_sets.values():
+            key_set.close()
+        if self._introspector is not None:
+            self._introspector.close()
+        if self._owns_client:
+            await self._client.aclose()
+
+    @property
+    def ready(self) -> bool:
+        """Whether every trusted issuer has usable keys loaded (for readiness probes)."""
+        return all(key_set.ready for key_set in self._key_sets.values())
+
+    @property
+    def introspector(self) -> Introspector | None:
+        """The introspector, when introspection is configured."""
+        return self._introspector
+
+    def key_set(self, issuer: str) -> KeySet:
+        """The key set of a trusted ``issuer`` (``KeyError`` for others)."""
+        return self._key_sets[issuer]
+
+    async def prefetch(self) -> bool:
+        """Load every issuer's keys now; True when all of them succeeded."""
+        results = [await key_set.refresh() for key_set in self._key_sets.values()]
+        return all(results)
+
+    async def startup(self, *, prefetch: bool = True, strict: bool = False) -> None:
+        """Load the keys at start-up: in the background (start-up never waits for Keycloak), or with
+        ``strict=True`` now, raising :class:`~.errors.IdentityProviderUnavailable` when that fails."""
+        if strict:
+            if not await self.prefetch():
+                raise IdentityProviderUnavailable(
+                    math.ceil(self.settings.jwks_retry_interval), "keys unavailable at start-up"
+                )
+        elif prefetch:
+            self._prefetching = asyncio.get_running_loop().create_task(self.prefetch())
+
+    async def settled(self) -> None:
+        """Wait until no background work is under way: the start-up prefetch, key-set refreshes and
+        introspection calls (for tests, and for an orderly shut-down)."""
+        if self._prefetching is not None:
+            await asyncio.wait([self._prefetching])
+        for key_set in self._key_sets.values():
+            await key_set.settled()
+        if self._introspector is not None:
+            await self._introspector.settled()
+
+    async def verify(self, token: str, *, introspect: bool = False) -> ServicePrincipal:
+        """Verify a bearer token and return its principal, or raise an :class:`~.errors.AuthError`
+        (:meth:`authenticate` for a whole request context)."""
+        return (await self.authenticate(RequestContext(token), introspect=introspect)).principal
+
+    async def authenticate(self, context: RequestContext, *, introspect: bool = False) -> Verification:
+        """Verify what a request presented and return the one result authorization works with.
+
+        The token is introspected (RFC 7662) after local verification when ``introspect`` is true, the
+        policy is ``always``, or it is a lightweight token; ``introspect=True`` with introspection off is
+        a set-up mistake, refused with :class:`~.errors.IdentityProviderUnavailable` and reported.
+
+        Raises :class:`~.errors.InvalidToken` for every token fault (an inactive token included) and
+        :class:`~.errors.IdentityProviderUnavailable` when no usable keys or introspection answer can
+        be had.
+        """
+        try:
+            verification = await self._verified(context.token)
+            if introspect or self._may_introspect:
+                return await self._introspected(context.token, verification, introspect)
+        except AuthError as error:
+            self._observer.token_refused(error)
+            raise
+        return verification
+
+    async def introspect(self, context: RequestContext, verification: Verification) -> Verification:
+        """Introspect (RFC 7662) a token :meth:`authenticate` verified, whatever the policy (a route's
+        ``require_active_token()``); refusals as :meth:`authenticate`."""
+        try:
+            return await self._introspected(context.token, verification, requested=True)
+        except AuthError as error:
+            self._observer.token_refused(error)
+            raise
+
+    async def _verified(self, token: str) -> Verification:
+        """The cached verification of ``token``, else a new one (then cached, never past ``exp``)."""
+        if len(token) > self.settings.max_token_bytes:
+            raise InvalidToken("token too large")
+        raw = token.encode("utf-8", "surrogatepass")  # non-ASCII bytes never pass split_compact
+        digest = hashlib.sha256(raw).digest()
+        verification = self._cache.get(digest)
+        if verification is not None:
+            self._observer.token_accepted(verification, cached=True)
+            return verification
+        verification = await self._verify_new(raw, digest)
+        expires = min(verification.principal.expires_at, self._clock() + self.settings.token_cache_ttl)
+        self._cache.put(digest, verification, expires)
+        self._observer.token_accepted(verification, cached=False)
+        return verification
+
+    async def _introspected(self, token: str, verification: Verification, requested: bool) -> Verification:
+        if self._introspector is None:  # require_active_token() while introspection is off: fail closed
+            self._observer.misconfigured(
+                "introspection requested (require_active_token) but off: set KC_M2M_INTROSPECTION=per_route"
+                " and the client credentials; refusing with 503"
+            )
+            raise IdentityProviderUnavailable(math.ceil(self.settings.jwks_retry_interval), "introspection is off")
+        if requested or self._introspect_all or verification.lightweight:
+            return await self._introspector.check(token, verification)
+        return verification
+
+    def _check_header(self, segment: bytes) -> tuple[str, str | None]:
+        """``(alg, kid)`` of a header segment; Keycloak reuses one header per key, so it is cached."""
+        checked = self._headers.get(segment)
+        if checked is None:
+            checked = check_header(loads_object(decode_segment(segment)), self._algorithms)
+            bounded_put(self._headers, segment, checked, _HEADER_CACHE_SIZE)
+        return checked
+
+    async def _verify_new(self, token: bytes, digest: bytes) -> Verification:
+        try:
+            header, payload, signing_input, signature = split_compact(token)
+            alg, kid = self._check_header(header)
+            claims = loads_object(decode_segment(payload))
+            signature = decode_segment(signature)
+        except ValueError:  # the one place a malformed token's parse error becomes a refusal
+            raise InvalidToken(_MALFORMED) from None
+        try:
+            return await self._verify_claims(claims, alg, kid, signed=(signing_input, signature), digest=digest)
+        except AuthError as error:
+            error.client_id = _unverified_client(claims)
+            raise
+
+    async def _verify_claims(
+        self, claims: dict[str, Any], alg: str, kid: str | None, *, signed: tuple[bytes, bytes], digest: bytes
+    ) -> Verification:
+        """The claim rules, then the key and the signature over ``signed`` (signing input, signature)."""
+        check_type(claims)
+        issuer = claims.get("iss")
+        key_set = self._key_sets.get(issuer) if isinstance(issuer, str) else None
+        if key_set is None:
+            raise InvalidToken("untrusted issuer")
+        try:
+            check_times(claims, self._clock(), self.settings.clock_skew)
+            # No aud in a token means a lightweight token, when those are accepted: introspection supplies it.
+            lightweight = self._lightweight and "aud" not in claims
+            if not lightweight:
+                check_audience(claims, self.settings.audience)
+            check_client(claims, self.settings.allowed_clients)
+            key = key_set.fresh_key(kid, alg)
+            if key is None:
+                key = await key_set.key_for(kid, alg)
+            if not signature_is_valid(*signed, alg, key):
+                raise InvalidToken("invalid signature")
+        except AuthError as error:
+            error.issuer = key_set.issuer
+            raise
+        return Verification(ServicePrincipal.from_claims(claims), digest, lightweight)
+
+
+def _unverified_client(claims: dict[str, Any]) -> str | None:
+    client = claims.get("azp") or claims.get("client_id")
+    return client if isinstance(client, str) else None

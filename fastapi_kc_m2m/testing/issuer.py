@@ -1,0 +1,451 @@
+"""A token issuer in Keycloak 26's shape, for tests that need neither Keycloak nor a network.
+
+:class:`TestIssuer` generates its keys, serves discovery and the JWK Set in-process (through an httpx
+transport) or on a loopback port, and mints access tokens whose header and claims match what Keycloak
+issues for ``grant_type=client_credentials``. Any claim or header can be overridden, and
+:meth:`TestIssuer.bad_tokens` hands out ready-made tokens that a resource server must refuse::
+
+    issuer = TestIssuer(audience="orders")
+    async with issuer.auth() as auth:
+        principal = await auth.verify(issuer.token(scope="orders:read"))
+
+It also introspects its tokens (RFC 7662) for registered clients, and revokes them::
+
+    issuer.register_client("orders", secret="s3cret")
+    async with issuer.auth(introspection="always", client_secret="s3cret") as auth:
+        token = issuer.token()
+        await auth.verify(token)
+        issuer.revoke(token)  # refused once the introspection cache time has passed
+
+Registered clients also get tokens from its token endpoint (``grant_type=client_credentials``), as a
+calling machine does with :class:`fastapi_kc_m2m.client.ClientCredentialsAuth`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import httpx
+from joserfc.jwk import OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .._jose.algorithms import EC_CURVES
+from .._jose.jws import b64url, parse, signature_is_valid
+from ..asgi.resource_server import KeycloakResourceServer
+from ..server.observer import Observer
+from ..server.store import Store
+from ..settings import KeycloakSettings
+from .clients import ClientRegistry, RegisteredClient
+from .failures import FailureMode, misshapen
+from .keys import SigningKey, generate_key
+from .serving import loopback_socket, serve_app
+
+__all__ = ["OMIT", "TestIssuer"]
+
+#: Pass as a claim or header value to leave that member out of a minted token.
+OMIT: Any = object()
+
+_HANG_SECONDS = 3600.0
+_SLOW_SECONDS = 10.0
+
+
+_SHAPE_OPTIONS = frozenset({"client_id", "audience", "scope", "realm_roles", "client_roles", "lifetime"})
+#: What a lightweight access token keeps (Keycloak 24+); introspection still answers with every claim.
+_LIGHTWEIGHT_CLAIMS = frozenset({"exp", "iat", "jti", "iss", "typ", "azp", "sid", "scope", "cnf", "sub"})
+
+
+@functools.cache
+def _decoy_encryption_key() -> RSAKey:
+    """The ``use: enc`` key Keycloak publishes beside its signing keys; one for all issuers (never used)."""
+    return RSAKey.generate_key(2048, parameters={"use": "enc", "alg": "RSA-OAEP"}, auto_kid=True)
+
+
+async def _unique_form(request: Request) -> dict[str, str] | None:
+    """The request's form fields, or ``None`` when one is repeated (Keycloak refuses those with 400)."""
+    pairs = parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+    form = dict(pairs)
+    return form if len(form) == len(pairs) else None
+
+
+def _drop_omitted(members: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in members.items() if value is not OMIT}
+
+
+class TestIssuer:
+    """An authorization server in Keycloak's shape: discovery, JWKS, token endpoint and introspection.
+
+    ``requests`` counts the hits on each endpoint (``"discovery"``, ``"jwks"``, ``"introspection"``,
+    ``"token"``);
+    ``fail()`` makes an endpoint misbehave until ``heal()``. With ``audience_rule=True`` introspection
+    behaves as Keycloak 26.6.2+: a token is inactive unless the introspecting client is in its ``aud``.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(
+        self,
+        base_url: str = "http://keycloak.test",
+        realm: str = "test",
+        *,
+        audience: str = "machine-b",
+        algorithm: str = "RS256",
+        clock: Callable[[], float] = time.time,
+        audience_rule: bool = False,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.realm = realm
+        self.issuer = f"{self.base_url}/realms/{realm}"
+        self.audience = audience
+        self.algorithm = algorithm
+        self.clock = clock
+        self.signing_key = generate_key(algorithm)
+        self.published: list[SigningKey] = [self.signing_key]
+        self.encryption_key = _decoy_encryption_key()
+        self.requests: Counter[str] = Counter()
+        self.failures: dict[str, FailureMode] = {}
+        self.audience_rule = audience_rule
+        self.revoked: set[bytes] = set()
+        #: Client-credentials grants: token lifetime, scopes a client may request beyond the default
+        #: ``profile email``, and clients without a service account (``unauthorized_client``).
+        self.token_lifetime = 300
+        self.optional_scopes = {"openid", "address", "phone", "offline_access", "microprofile-jwt"}
+        self.no_service_account: set[str] = set()
+        endpoints = self.discovery_document()
+        self.clients = ClientRegistry(
+            (self.issuer, endpoints["token_endpoint"], endpoints["introspection_endpoint"]), clock
+        )
+        self._full_claims: dict[str, dict[str, Any]] = {}  # of lightweight tokens, by jti
+        self._stopping = threading.Event()
+        self.app = Starlette(
+            routes=[
+                Route(f"/realms/{realm}/.well-known/openid-configuration", self._discovery),
+                Route(f"/realms/{realm}/protocol/openid-connect/certs", self._jwks),
+                Route(f"/realms/{realm}/protocol/openid-connect/token/introspect", self._introspect, methods=["POST"]),
+                Route(f"/realms/{realm}/protocol/openid-connect/token", self._token, methods=["POST"]),
+            ]
+        )
+
+    # ----------------------------------------------------------------- serving
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """An in-process transport to this issuer's endpoints, for ``KeycloakResourceServer(transport=...)``."""
+        return httpx.ASGITransport(app=self.app)
+
+    def settings(self, **overrides: Any) -> KeycloakSettings:
+        """Settings that trust this issuer and require its audience; keywords override any field."""
+        values: dict[str, Any] = {"issuers": (self.issuer,), "audience": self.audience, "algorithms": (self.algorithm,)}
+        return KeycloakSettings(**(values | overrides))
+
+    def auth(
+        self, *, store: Store | None = None, observer: Observer | None = None, **overrides: Any
+    ) -> KeycloakResourceServer:
+        """A :class:`KeycloakResourceServer` wired to this issuer in-process, sharing its clock;
+        keywords other than ``store`` and ``observer`` override settings."""
+        return KeycloakResourceServer(
+            self.settings(**overrides), transport=self.transport, clock=self.clock, store=store, observer=observer
+        )
+
+    @classmethod
+    @contextlib.contextmanager
+    def serving(cls, realm: str = "test", **options: Any) -> Iterator[TestIssuer]:
+        """Run a new issuer on ``http://127.0.0.1:<free port>`` with uvicorn in a thread."""
+        sock = loopback_socket()
+        issuer = cls(f"http://127.0.0.1:{sock.getsockname()[1]}", realm, **options)
+        with serve_app(issuer.app, sock):
+            try:
+                yield issuer
+            finally:
+                issuer._stopping.set()  # end requests hanging in "timeout" mode, or shutdown waits for them
+
+    def fail(self, endpoint: Literal["discovery", "jwks", "introspection", "token"], mode: FailureMode) -> None:
+        """Make ``endpoint`` misbehave in the given way until :meth:`heal`."""
+        self.failures[endpoint] = mode
+
+    def heal(self) -> None:
+        """Let every endpoint answer normally again."""
+        self.failures.clear()
+
+    async def _answer(self, endpoint: str, document: Mapping[str, Any]) -> Response:
+        self.requests[endpoint] += 1
+        mode = self.failures.get(endpoint)
+        if mode == "timeout":
+            await self._hang(_HANG_SECONDS)
+        if mode == "slow":
+            await self._hang(_SLOW_SECONDS)
+        if mode == "status":
+            return JSONResponse({"error": "unknown_error"}, status_code=500)
+        if mode == "html":
+            return Response("<html><body>Service Unavailable</body></html>", media_type="text/html")
+        return JSONResponse(misshapen(document, mode))
+
+    async def _hang(self, seconds: float) -> None:
+        """Wait ``seconds``, or until the loopback server stops (so it can shut down)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._stopping.is_set():  # set from the test's thread: no asyncio.Event can carry it
+                return
+            await asyncio.sleep(0.05)
+
+    async def _discovery(self, request: Request) -> Response:
+        return await self._answer("discovery", self.discovery_document())
+
+    async def _jwks(self, request: Request) -> Response:
+        return await self._answer("jwks", self.jwks())
+
+    async def _introspect(self, request: Request) -> Response:
+        """RFC 7662 §2: authenticate the client (401 ``invalid_client``), then answer for ``token``."""
+        form = await _unique_form(request)
+        if form is None:
+            self.requests["introspection"] += 1
+            return JSONResponse({"error": "invalid_request"}, status_code=400)
+        client_id = self.clients.authenticate(request.headers.get("authorization"), form)
+        if client_id is None:
+            self.requests["introspection"] += 1
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        return await self._answer("introspection", self.introspection_answer(form.get("token", ""), client_id))
+
+    async def _token(self, request: Request) -> Response:
+        """The token endpoint (RFC 6749 §3.2) for the client-credentials grant; errors as RFC 6749 §5.2."""
+        outcome = self._grant(request.headers.get("authorization"), await _unique_form(request))
+        if isinstance(outcome, tuple):
+            self.requests["token"] += 1
+            error, status = outcome
+            return JSONResponse({"error": error}, status_code=status, headers={"Cache-Control": "no-store"})
+        return await self._answer("token", outcome)
+
+    def _grant(self, authorization: str | None, form: Mapping[str, str] | None) -> dict[str, Any] | tuple[str, int]:
+        """RFC 6749 §4.4.2-3: the token response, or the error code and status, checked in Keycloak's order."""
+        if form is None or "grant_type" not in form:
+            return "invalid_request", 400
+        if form["grant_type"] != "client_credentials":
+            return "unsupported_grant_type", 400
+        client_id = self.clients.authenticate(authorization, form)
+        if client_id is None:
+            return "invalid_client", 401
+        if client_id in self.no_service_account:
+            return "unauthorized_client", 400
+        requested = form.get("scope", "").split()
+        if not set(requested) <= self.optional_scopes:
+            return "invalid_scope", 400
+        return self.token_response(client_id, requested)
+
+    def token_response(self, client_id: str, scopes: Sequence[str] = ()) -> dict[str, Any]:
+        """Keycloak's answer to a client-credentials grant (RFC 6749 §5.1): a new token for ``client_id``
+        (its ``azp``) with the requested ``scopes`` before the default ``profile email``."""
+        scope = " ".join(dict.fromkeys([*scopes, "profile", "email"]))
+        return {
+            "access_token": self.token(client_id=client_id, scope=scope, lifetime=self.token_lifetime),
+            "expires_in": self.token_lifetime,
+            "refresh_expires_in": 0,
+            "token_type": "Bearer",
+            "not-before-policy": 0,
+            "scope": scope,
+        }
+
+    def discovery_document(self) -> dict[str, Any]:
+        """The OpenID Provider Metadata Keycloak publishes, reduced to what resource servers read."""
+        endpoints = f"{self.issuer}/protocol/openid-connect"
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": f"{endpoints}/certs",
+            "token_endpoint": f"{endpoints}/token",
+            "introspection_endpoint": f"{endpoints}/token/introspect",
+            "revocation_endpoint": f"{endpoints}/revoke",
+            "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+        }
+
+    def jwks(self) -> dict[str, Any]:
+        """The published JWK Set: every signing key (with ``use`` and ``alg``) plus an encryption key."""
+        signing = [{**key.as_dict(private=False), "use": "sig", "alg": self._alg_of(key)} for key in self.published]
+        return {"keys": [self.encryption_key.as_dict(private=False), *signing]}
+
+    # ----------------------------------------------------------------- introspection
+    def register_client(
+        self, client_id: str | None = None, *, secret: str | None = None, public_key: SigningKey | None = None
+    ) -> None:
+        """Register a confidential client (default id: the audience) that may introspect: with a
+        ``secret`` (``client_secret_basic``/``client_secret_post``) or a ``public_key`` (``private_key_jwt``)."""
+        self.clients.register(RegisteredClient(client_id or self.audience, secret, public_key))
+
+    def revoke(self, token: str) -> None:
+        """Revoke ``token`` (Keycloak's ``/revoke``): introspection calls it inactive from now on."""
+        self.revoked.add(hashlib.sha256(token.encode()).digest())
+
+    def introspection_answer(self, token: str, client_id: str) -> dict[str, Any]:
+        """What Keycloak answers ``client_id`` for ``token``: the claims plus ``client_id``, ``username``,
+        ``token_type`` and ``active: true``, or exactly ``{"active": false}``."""
+        claims = self._issued_claims(token)
+        if claims is None or not self._active(token, claims, client_id):
+            return {"active": False}
+        full = self._full_claims.get(str(claims.get("jti")), claims)
+        extra = {"client_id": full.get("azp"), "username": full.get("preferred_username"), "token_type": "Bearer"}
+        return {**full, **extra, "active": True}
+
+    def _active(self, token: str, claims: Mapping[str, Any], client_id: str) -> bool:
+        """Not revoked, not expired (no skew), and with ``audience_rule`` naming ``client_id`` in ``aud``."""
+        exp, aud = claims.get("exp"), claims.get("aud")
+        if hashlib.sha256(token.encode()).digest() in self.revoked:
+            return False
+        if not isinstance(exp, int | float) or exp <= self.clock():
+            return False
+        return not self.audience_rule or client_id in (aud if isinstance(aud, list) else [aud])
+
+    def _issued_claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token this issuer signed with a published key, else ``None``."""
+        try:
+            header, claims, signing_input, signature = parse(token)
+            key = next((key for key in self.published if key.kid == header.get("kid")), None)
+            alg = header.get("alg")
+            if key is None or alg != self._alg_of(key):
+                return None
+            if not signature_is_valid(signing_input, signature, alg, key):
+                return None
+        except ValueError:
+            return None
+        return claims if claims.get("iss") == self.issuer else None
+
+    # ----------------------------------------------------------------- keys
+    def rotate(self, algorithm: str | None = None) -> SigningKey:
+        """Sign with a new key from now on, keeping the old ones published (Keycloak's rotation)."""
+        self.signing_key = generate_key(algorithm or self.algorithm)
+        self.published.append(self.signing_key)
+        return self.signing_key
+
+    def retire(self, key: SigningKey) -> None:
+        """Stop publishing ``key``."""
+        self.published = [k for k in self.published if k.kid != key.kid]
+
+    def _alg_of(self, key: SigningKey) -> str:
+        if isinstance(key, RSAKey):
+            return self.algorithm if self.algorithm.startswith(("RS", "PS")) else "RS256"
+        if isinstance(key, OKPKey):
+            return "EdDSA"
+        return next(alg for alg, curve in EC_CURVES.items() if curve == key.curve_name)
+
+    # ----------------------------------------------------------------- tokens
+    def claims(
+        self,
+        *,
+        client_id: str = "machine-a",
+        audience: str | list[str] | None = None,
+        scope: str = "profile email",
+        realm_roles: tuple[str, ...] = (),
+        client_roles: Mapping[str, list[str]] | None = None,
+        lifetime: int = 300,
+    ) -> dict[str, Any]:
+        """Claims of a Keycloak 26 client-credentials access token, in Keycloak's issuance order."""
+        now = int(self.clock())
+        resource_access = {"account": {"roles": ["manage-account", "view-profile"]}} | {
+            client: {"roles": list(roles)} for client, roles in (client_roles or {}).items()
+        }
+        return {
+            "exp": now + lifetime,
+            "iat": now,
+            "jti": f"trrtcc:{uuid.uuid4()}",
+            "iss": self.issuer,
+            "aud": self.audience if audience is None else audience,
+            "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.issuer}/{client_id}")),
+            "typ": "Bearer",
+            "azp": client_id,
+            "acr": "1",
+            "allowed-origins": ["/*"],
+            "realm_access": {
+                "roles": ["offline_access", "uma_authorization", f"default-roles-{self.realm}", *realm_roles]
+            },
+            "resource_access": resource_access,
+            "scope": scope,
+            "clientHost": "127.0.0.1",
+            "email_verified": False,
+            "preferred_username": f"service-account-{client_id}",
+            "clientAddress": "127.0.0.1",
+            "client_id": client_id,
+        }
+
+    def token(
+        self,
+        *,
+        header: Mapping[str, Any] | None = None,
+        key: SigningKey | None = None,
+        lightweight: bool = False,
+        **claims: Any,
+    ) -> str:
+        """Mint a signed access token.
+
+        Keywords of :meth:`claims` (``client_id``, ``audience``, ``scope``, ``realm_roles``,
+        ``client_roles``, ``lifetime``) shape it; any other keyword sets that claim (``OMIT`` removes it).
+        A ``lightweight`` token (Keycloak 24+) keeps only ``exp, iat, jti, iss, typ, azp, sid, scope, cnf,
+        sub``; introspection answers with all the others.
+        """
+        shape = {name: claims.pop(name) for name in _SHAPE_OPTIONS & claims.keys()}
+        full = _drop_omitted(self.claims(**shape) | claims)
+        if not lightweight:
+            return self.sign(full, header=header, key=key)
+        if "jti" not in claims:
+            full["jti"] = f"trltcc:{uuid.uuid4()}"
+        self._full_claims[str(full.get("jti"))] = full
+        kept = {name: value for name, value in full.items() if name in _LIGHTWEIGHT_CLAIMS}
+        return self.sign(kept, header=header, key=key)
+
+    def sign(
+        self,
+        payload: Mapping[str, Any] | bytes,
+        *,
+        header: Mapping[str, Any] | None = None,
+        key: SigningKey | None = None,
+    ) -> str:
+        """Sign ``payload`` (a mapping, or raw bytes for malformed JSON) with Keycloak's header layout."""
+        key = key or self.signing_key
+        members = _drop_omitted({"alg": self._alg_of(key), "typ": "JWT", "kid": key.kid} | dict(header or {}))
+        # Keycloak writes spaces around some colons; parsers must not care.
+        header_b64 = b64url(json.dumps(members, separators=(",", " : ")).encode())
+        body = payload if isinstance(payload, bytes) else json.dumps(dict(payload)).encode()
+        signing_input = f"{header_b64}.{b64url(body)}"
+        alg = members.get("alg")
+        signature = b""
+        if isinstance(alg, str) and alg in JWSRegistry.algorithms and alg != "none":
+            signature = JWSRegistry.algorithms[alg].sign(signing_input.encode(), key)
+        return f"{signing_input}.{b64url(signature)}"
+
+    def bad_tokens(self) -> dict[str, str]:
+        """Tokens a resource server for this issuer's audience must refuse, by the reason they fail."""
+        now = int(self.clock())
+        attacker = generate_key(self.algorithm)
+        good = self.token()
+        header_b64, payload_b64, signature_b64 = good.split(".")
+        tampered_payload = parse(good).payload
+        tampered_payload["scope"] = "admin"
+        public_pem = self.signing_key.as_pem(private=False)
+        hs_input = f"{b64url(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{payload_b64}"
+        hs_signature = hmac.new(public_pem, hs_input.encode(), hashlib.sha256).digest()
+        return {
+            "expired": self.token(exp=now - 3600, iat=now - 3900),
+            "not_yet_valid": self.token(nbf=now + 3600),
+            "no_expiry": self.token(exp=OMIT),
+            "wrong_audience": self.token(audience="account"),
+            "no_audience": self.token(aud=OMIT),
+            "wrong_issuer": self.token(iss=f"{self.base_url}/realms/other"),
+            "unknown_key": self.token(key=attacker),
+            "tampered": f"{header_b64}.{b64url(json.dumps(tampered_payload).encode())}.{signature_b64}",
+            "alg_none": f"{b64url(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{payload_b64}.",
+            "hs256_with_public_key": f"{hs_input}.{b64url(hs_signature)}",
+            "embedded_jwk": self.token(key=attacker, header={"jwk": attacker.as_dict(private=False)}),
+            "id_token": self.token(typ="ID"),
+            "refresh_token": self.token(typ="Refresh"),
+        }

@@ -1,0 +1,53 @@
+"""pytest fixtures for testing your own protected API without Keycloak or a network.
+
+Installed with the package and loaded by pytest through its ``pytest11`` entry point (this module is
+imported by pytest only). Every fixture starts with ``kc_``:
+
+- ``kc_audience`` — the audience tokens carry; override it in your ``conftest.py`` (default ``machine-b``);
+- ``kc_issuer`` — a :class:`~fastapi_kc_m2m.testing.TestIssuer` for that audience, in-process;
+- ``kc_token`` — its :meth:`~fastapi_kc_m2m.testing.TestIssuer.token`: ``kc_token(scope="orders:read")``;
+- ``kc_auth`` — a :class:`~fastapi_kc_m2m.KeycloakResourceServer` trusting the issuer and fetching its keys
+  in-process: hand it to your app instead of the one reading ``KC_M2M_*``.
+
+::
+
+    def test_orders(kc_auth, kc_token):
+        app = create_app(kc_auth)
+        transport = httpx.ASGITransport(app=app)
+        ...  # Authorization: Bearer {kc_token(scope="orders:read")}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from ..asgi.resource_server import KeycloakResourceServer
+from .issuer import TestIssuer
+
+__all__ = ["kc_audience", "kc_auth", "kc_issuer", "kc_token"]
+
+
+@pytest.fixture
+def kc_audience() -> str:
+    """The audience (your API's client id) the issuer's tokens carry and ``kc_auth`` requires."""
+    return "machine-b"
+
+
+@pytest.fixture
+def kc_issuer(kc_audience: str) -> TestIssuer:
+    """A Keycloak-shaped issuer with fresh keys, serving discovery and its key set in-process."""
+    return TestIssuer(audience=kc_audience)
+
+
+@pytest.fixture
+def kc_token(kc_issuer: TestIssuer) -> Callable[..., str]:
+    """Mint an access token: ``kc_token(scope=..., client_roles={...}, client_id=..., <any claim>=...)``."""
+    return kc_issuer.token
+
+
+@pytest.fixture
+def kc_auth(kc_issuer: TestIssuer) -> KeycloakResourceServer:
+    """A verifier wired to ``kc_issuer`` with no network; more settings via ``kc_issuer.auth(...)``."""
+    return kc_issuer.auth()

@@ -1,0 +1,287 @@
+"""Interop: the package against an independent authorization server, panva's oidc-provider (a certified
+OpenID provider) set up in Keycloak's shape by ``interop/server.mjs``: Keycloak's issuer and endpoint
+paths, JWT access tokens with Keycloak's claims, a published ``use: "enc"`` key, clients authenticating
+with ``client_secret_basic`` and ``private_key_jwt``. Machine A is ``ClientCredentialsAuth``; Machine B a
+FastAPI app behind ``KeycloakAuthMiddleware`` served by uvicorn on loopback.
+
+Set-up: ``scripts/bootstrap`` runs ``npm ci --prefix interop``; without it these tests fail, never skip.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from fastapi import FastAPI
+from joserfc.jwk import RSAKey
+
+from fastapi_kc_m2m import (
+    ClientCredentialsAuth,
+    KeycloakAuth,
+    KeycloakAuthMiddleware,
+    KeycloakSettings,
+    Principal,
+    require_active_token,
+    require_client_role,
+    require_scope,
+)
+from fastapi_kc_m2m.testing import serve_app
+
+pytestmark = pytest.mark.anyio
+
+INTEROP = Path(__file__).resolve().parents[2] / "interop"
+REALM = "interop"
+API = "machine-b"
+READ = "orders:read"
+
+
+class AuthServer:
+    """``node interop/server.mjs`` on a fixed loopback port (the issuer names it), restartable."""
+
+    def __init__(self, state: Path, client_keys: dict[str, RSAKey]) -> None:
+        self.state = state
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.issuer = f"http://127.0.0.1:{self.port}/realms/{REALM}"
+        self.keys = client_keys
+        public = {client: {"keys": [key.as_dict(private=False)]} for client, key in client_keys.items()}
+        (state / "client-keys.json").write_text(json.dumps(public))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def endpoint(self, name: str) -> str:
+        return f"{self.issuer}/protocol/openid-connect/{name}"
+
+    def start(self, *, rotate: bool = False) -> None:
+        command = ["node", str(INTEROP / "server.mjs"), "--port", str(self.port), "--state", str(self.state)]
+        if rotate:
+            command.append("--rotate")
+        with (self.state / "server.log").open("ab") as log:  # the child keeps its own descriptor
+            self._process = subprocess.Popen(command, stdout=log, stderr=log)  # noqa: S603 - our own harness
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self._process.poll() is None:
+            try:
+                if httpx.get(f"{self.issuer}/.well-known/openid-configuration").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        pytest.fail(f"interop server did not start:\n{(self.state / 'server.log').read_text()}")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+    @asynccontextmanager
+    async def machine_a(self, client_id: str, scope: str | None = READ) -> AsyncIterator[ClientCredentialsAuth]:
+        """Machine A's auth for one of the realm's callers (secret ``<id>-secret`` unless it has a key)."""
+        key = self.keys.get(client_id)
+        secret = None if key else f"{client_id}-secret"
+        auth = ClientCredentialsAuth(client_id, issuer=self.issuer, private_key=key, client_secret=secret, scope=scope)
+        try:
+            yield auth
+        finally:
+            await auth.aclose()
+
+    async def token(self, client_id: str) -> str:
+        """A fresh access token of ``client_id`` with the scope ``orders:read``."""
+        async with self.machine_a(client_id) as auth:
+            return (await auth.aget_token()).value
+
+    def settings(self, **overrides: Any) -> KeycloakSettings:
+        server_url = f"http://127.0.0.1:{self.port}"
+        return KeycloakSettings(server_url=server_url, realm=REALM, audience=API, **overrides)
+
+    def revoke(self, token: str, client_id: str) -> None:
+        """Revoke ``token`` at ``/revoke`` as Keycloak takes it: the JWT itself, by its own client."""
+        response = httpx.post(self.endpoint("revoke"), data={"token": token}, auth=(client_id, f"{client_id}-secret"))
+        assert response.status_code == 200, response.text
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[AuthServer]:
+    if shutil.which("node") is None or not (INTEROP / "node_modules" / "oidc-provider").is_dir():
+        pytest.fail("the interop suite needs Node.js and interop/node_modules: run scripts/bootstrap")
+    keys = {client: RSAKey.generate_key(2048, auto_kid=True) for client in ("machine-a", f"{API}-signed")}
+    auth_server = AuthServer(tmp_path, keys)
+    auth_server.start()
+    yield auth_server
+    auth_server.stop()
+
+
+@asynccontextmanager
+async def machine_b(settings: KeycloakSettings) -> AsyncIterator[str]:
+    """Machine B served on loopback; yields its base URL."""
+    auth = KeycloakAuth(settings)
+    app = FastAPI(lifespan=auth.lifespan)
+    app.add_middleware(KeycloakAuthMiddleware, auth=auth)
+
+    @app.get("/orders", dependencies=[require_scope(READ)])
+    async def orders(caller: Principal) -> dict[str, str]:
+        return {"client": caller.client_id}
+
+    @app.post("/orders", status_code=201, dependencies=[require_client_role("writer")])
+    async def create(caller: Principal) -> dict[str, str]:
+        return {"client": caller.client_id}
+
+    @app.post("/refunds", dependencies=[require_active_token()])
+    async def refund(caller: Principal) -> dict[str, str]:
+        return {"client": caller.client_id}
+
+    with serve_app(app, lifespan="on") as url:
+        yield url
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def kid_of(token: str) -> str:
+    header = token.split(".", maxsplit=1)[0]
+    kid: str = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+    return kid
+
+
+@pytest.mark.parametrize("client_id", ["machine-a", "reporting"], ids=["private_key_jwt", "client_secret_basic"])
+async def test_machine_a_tokens_are_accepted(server: AuthServer, client_id: str) -> None:
+    async with (
+        machine_b(server.settings()) as url,
+        server.machine_a(client_id) as machine_a,
+        httpx.AsyncClient(auth=machine_a) as client,
+    ):
+        response = await client.get(f"{url}/orders")
+        assert response.status_code == 200, response.text
+        assert response.json() == {"client": client_id}
+        # machine-a holds machine-b's client role `writer`; reporting does not
+        write = await client.post(f"{url}/orders")
+        assert write.status_code == (201 if client_id == "machine-a" else 403), write.text
+
+
+async def test_a_token_without_the_audience_is_refused(server: AuthServer) -> None:
+    async with (
+        machine_b(server.settings()) as url,
+        server.machine_a("stranger") as machine_a,
+        httpx.AsyncClient(auth=machine_a) as client,
+    ):
+        response = await client.get(f"{url}/orders")  # aud is only "account": no audience mapper
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+async def test_missing_scope_and_role_are_refused(server: AuthServer) -> None:
+    async with (
+        machine_b(server.settings()) as url,
+        server.machine_a("reporting", scope=None) as machine_a,
+        httpx.AsyncClient(auth=machine_a) as client,
+    ):
+        read = await client.get(f"{url}/orders")
+        write = await client.post(f"{url}/orders")
+    for response in (read, write):
+        assert response.status_code == 403
+        assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "private_key_jwt"])
+async def test_introspection(server: AuthServer, method: str) -> None:
+    if method == "private_key_jwt":
+        key = json.dumps(server.keys[f"{API}-signed"].as_dict(private=True))
+        credentials: dict[str, Any] = {"client_id": f"{API}-signed", "client_private_key": key}
+    else:
+        credentials = {"client_secret": f"{API}-secret"}
+    settings = server.settings(
+        introspection="per_route", client_auth_method=method, introspection_cache_ttl=0, **credentials
+    )
+    token = await server.token("reporting")
+    async with machine_b(settings) as url, httpx.AsyncClient(headers=bearer(token)) as client:
+        assert (await client.post(f"{url}/refunds")).status_code == 200
+        server.revoke(token, "reporting")
+        refused = await client.post(f"{url}/refunds")
+        assert refused.status_code == 401
+        assert (await client.get(f"{url}/orders")).status_code == 200  # local check only: still valid
+
+
+async def test_revocation_takes_effect_within_the_cache_time(server: AuthServer) -> None:
+    cache_ttl = 2.0
+    settings = server.settings(introspection="always", client_secret=f"{API}-secret", introspection_cache_ttl=cache_ttl)
+    async with (
+        machine_b(settings) as url,
+        server.machine_a("reporting") as machine_a,
+        httpx.AsyncClient() as plain,
+        httpx.AsyncClient(auth=machine_a) as client,
+    ):
+        token = (await machine_a.aget_token()).value
+        assert (await plain.get(f"{url}/orders", headers=bearer(token))).status_code == 200
+        server.revoke(token, "reporting")
+        revoked_at = time.monotonic()
+        statuses = []
+        while time.monotonic() - revoked_at < cache_ttl + 1:
+            statuses.append((await plain.get(f"{url}/orders", headers=bearer(token))).status_code)
+            if statuses[-1] == 401:
+                break
+            await anyio.sleep(0.1)
+        assert statuses[-1] == 401, statuses
+        assert set(statuses) <= {200, 401}, statuses
+        # Machine A gets the 401, fetches a new token and retries once
+        assert (await client.get(f"{url}/orders")).status_code == 200
+
+
+async def test_signing_key_rotation_fails_no_request(server: AuthServer) -> None:
+    settings = server.settings(token_cache_size=0)  # every request looks its key up
+    async with machine_b(settings) as url, httpx.AsyncClient() as client:
+        tokens = [await server.token("machine-a")]
+        statuses: dict[str, list[int]] = {"old": [], "new": []}
+        done = anyio.Event()
+
+        async def traffic() -> None:  # old token throughout, the new one as soon as it exists
+            while not done.is_set():
+                for age, token in zip(statuses, tokens, strict=False):
+                    statuses[age].append((await client.get(f"{url}/orders", headers=bearer(token))).status_code)
+                await anyio.sleep(0.02)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(traffic)
+            await anyio.to_thread.run_sync(server.stop)
+            await anyio.to_thread.run_sync(lambda: server.start(rotate=True))  # new key first, old one kept
+            tokens.append(await server.token("machine-a"))
+            await anyio.sleep(0.5)
+            done.set()
+        assert kid_of(tokens[0]) != kid_of(tokens[1])
+        assert statuses["old"], "no traffic"
+        assert statuses["new"], "no traffic"
+        assert {*statuses["old"], *statuses["new"]} == {200}, statuses
+
+
+async def test_warm_cache_outlives_the_server_until_max_stale(server: AuthServer) -> None:
+    ttl, max_stale = 1.0, 4.0
+    settings = server.settings(
+        jwks_ttl=ttl, jwks_refresh_ahead=0.5, jwks_max_stale=max_stale, jwks_retry_interval=0.5, token_cache_size=0
+    )
+    token = await server.token("machine-a")
+    started = time.monotonic()  # the last good key fetch is between this and the stop
+    async with machine_b(settings) as url, httpx.AsyncClient(headers=bearer(token)) as client:
+        assert (await client.get(f"{url}/orders")).status_code == 200
+        server.stop()
+        stopped_at = last_success = time.monotonic()
+        while (response := await client.get(f"{url}/orders")).status_code == 200:
+            last_success = time.monotonic()
+            assert last_success - stopped_at < max_stale + 1, "keys served past max-stale"
+            await anyio.sleep(0.1)
+        refused_at = time.monotonic()
+    assert response.status_code == 503, response.text
+    assert "retry-after" in response.headers
+    assert last_success - stopped_at > ttl  # served stale keys past their TTL
+    assert refused_at - started >= max_stale  # not before max-stale
+    assert refused_at - stopped_at <= max_stale + 0.5  # and not much after

@@ -1,0 +1,74 @@
+"""The pytest plugin, as a user's test suite sees it: fixtures loaded through the entry point."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+USER_TESTS = """
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from fastapi_kc_m2m import KeycloakAuthMiddleware, Principal, require_scope
+
+
+def create_app(auth):
+    app = FastAPI()
+    app.add_middleware(KeycloakAuthMiddleware, auth=auth)
+
+    @app.get("/orders", dependencies=[require_scope("orders:read")])
+    async def orders(caller: Principal):
+        return {"client": caller.client_id}
+
+    return app
+
+
+@pytest.fixture
+def kc_audience():
+    return "orders"
+
+
+async def get(app, token=None):
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+        return await client.get("/orders", headers=headers)
+
+
+@pytest.mark.anyio
+async def test_allowed(kc_auth, kc_token):
+    response = await get(create_app(kc_auth), kc_token(client_id="billing", scope="orders:read"))
+    assert response.status_code == 200
+    assert response.json() == {"client": "billing"}
+
+
+@pytest.mark.anyio
+async def test_refused(kc_auth, kc_token, kc_issuer):
+    app = create_app(kc_auth)
+    assert (await get(app)).status_code == 401
+    assert (await get(app, kc_token())).status_code == 403
+    assert (await get(app, kc_issuer.bad_tokens()["expired"])).status_code == 401
+    assert (await get(app, kc_token(audience="machine-b", scope="orders:read"))).status_code == 401
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+"""
+
+
+def test_fixtures_protect_a_users_app_without_keycloak(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_user_api=USER_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_fixtures_are_listed_by_the_entry_point(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--fixtures")
+    result.stdout.fnmatch_lines(
+        [
+            "*fixtures defined from fastapi_kc_m2m.testing.pytest_plugin*",
+            *("kc_audience*", "*", "kc_issuer*", "*", "kc_token*"),
+        ]
+    )
