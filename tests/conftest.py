@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fastapi_kc_m2m import KeycloakAuth
 from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, serve_app
+from tests.helpers import api_client
 
 # Property-based tests (tests/test_fuzz.py): a quick profile for every run, and a long one on demand:
 #   HYPOTHESIS_PROFILE=fuzz .venv/bin/python -m pytest tests/test_fuzz.py
@@ -59,7 +60,7 @@ async def _lifespan_client(app: ASGIApp, lifespan: Any) -> AsyncIterator[httpx.A
         async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
             await app({**scope, "state": dict(state or {})}, receive, send)
 
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=with_state), base_url="http://api.test") as c:
+        async with api_client(with_state) as c:
             yield c
 
 

@@ -26,6 +26,7 @@ from fastapi_kc_m2m import (
     require_scope,
 )
 from fastapi_kc_m2m.testing import TestIssuer
+from tests.helpers import api_client, bearer
 
 pytestmark = pytest.mark.anyio
 
@@ -79,7 +80,7 @@ async def open_client(mode: str, issuer: TestIssuer, lifespan_client: Any) -> As
     auth = issuer.auth()
     if mode == "middleware":
         app = build_app(auth)
-        async with auth, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
+        async with auth, api_client(app) as c:
             yield c
     else:
         app = build_app(None)
@@ -93,10 +94,6 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with open_client(request.param, issuer, lifespan_client) as c:
         yield c
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def status(client: httpx.AsyncClient, path: str, token: str) -> int:
@@ -251,7 +248,7 @@ async def test_strict_lifespan_starts_with_keys_loaded(issuer: TestIssuer) -> No
 
 async def test_without_lifespan_or_middleware_is_a_set_up_error(issuer: TestIssuer) -> None:
     app = build_app(None)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
+    async with api_client(app) as c:
         with pytest.raises(RuntimeError, match="KeycloakAuthMiddleware"):
             await c.get("/whoami", headers=bearer(issuer.token()))
 

@@ -16,6 +16,7 @@ from fastapi_kc_m2m.asgi.responses import refusal
 from fastapi_kc_m2m.errors import InvalidToken
 from fastapi_kc_m2m.server.context import RequestContext
 from fastapi_kc_m2m.testing import TestIssuer
+from tests.helpers import api_client, bearer
 
 pytestmark = pytest.mark.anyio
 
@@ -52,12 +53,8 @@ def build_app(auth: KeycloakAuth, **options: Any) -> FastAPI:
 @pytest.fixture
 async def client(auth: KeycloakAuth) -> AsyncIterator[httpx.AsyncClient]:
     app = build_app(auth, exclude_paths=["/health"], exclude_prefixes=["/public"])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
+    async with api_client(app) as c:
         yield c
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def assert_refused(response: httpx.Response, status: int, error: str | None) -> None:
@@ -141,7 +138,7 @@ async def test_form_body_without_token_reaches_the_app(issuer: TestIssuer, auth:
     async def echo(request: Request) -> dict[str, str]:
         return {"body": (await request.body()).decode()}
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
+    async with api_client(app) as c:
         response = await c.post("/echo", data={"a": "1", "b": "x" * 100}, headers=bearer(issuer.token()))
     assert response.json() == {"body": "a=1&b=" + "x" * 100}
 
@@ -264,7 +261,7 @@ async def test_dot_segments_never_climb_out_of_a_freed_prefix(auth: KeycloakAuth
 
 async def test_method_exclusion(auth: KeycloakAuth) -> None:
     app = build_app(auth, exclude_methods=["delete"])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
+    async with api_client(app) as c:
         assert (await c.delete("/orders")).status_code == 200
         assert (await c.get("/orders")).status_code == 401
 
@@ -277,7 +274,7 @@ async def test_cors_preflight_passes_by_default(client: httpx.AsyncClient) -> No
 
 async def test_cors_preflight_can_be_refused(auth: KeycloakAuth) -> None:
     app = build_app(auth, allow_preflight=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
+    async with api_client(app) as c:
         response = await c.options("/orders", headers={"Access-Control-Request-Method": "GET"})
     assert response.status_code == 401
 
@@ -285,7 +282,7 @@ async def test_cors_preflight_can_be_refused(auth: KeycloakAuth) -> None:
 # ------------------------------------------------------------------ anonymous mode
 async def test_anonymous_mode(auth: KeycloakAuth, issuer: TestIssuer) -> None:
     app = build_app(auth, allow_anonymous=True)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
+    async with api_client(app) as c:
         assert (await c.get("/orders")).json() == {"client": None, "scopes": []}
         assert_refused(await c.get("/principal"), 401, None)
         assert_refused(await c.get("/orders", headers=bearer(issuer.bad_tokens()["expired"])), 401, "invalid_token")
@@ -304,7 +301,7 @@ async def test_lifespan_scope_passes_through(auth: KeycloakAuth) -> None:
 
 async def test_dependency_on_an_excluded_route_verifies_by_itself(auth: KeycloakAuth, issuer: TestIssuer) -> None:
     app = build_app(auth, exclude_paths=["/principal"])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as c:
+    async with api_client(app) as c:
         assert (await c.get("/principal", headers=bearer(issuer.token()))).json() == {"client": "machine-a"}
         assert_refused(await c.get("/principal"), 401, None)
 

@@ -24,6 +24,7 @@ from fastapi_kc_m2m._idp.client_auth import load_private_key
 from fastapi_kc_m2m.client import ClientCredentialsAuth, ClientCredentialsError, jwks_endpoint, key_id
 from fastapi_kc_m2m.client.auth import _access_token
 from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, generate_key, loopback_socket
+from tests.helpers import api_client
 
 pytestmark = pytest.mark.anyio
 
@@ -439,7 +440,7 @@ async def test_the_jwks_endpoint_publishes_current_and_next_public_keys_by_kid()
     current = load_private_key(generate_key("RS256").as_pem(private=True))  # PEM: no kid of its own
     upcoming = generate_key("ES256", kid="next")
     app = Starlette(routes=[Route("/jwks.json", jwks_endpoint(current, upcoming))])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as client:
+    async with api_client(app, "http://a") as client:
         response = await client.get("/jwks.json")
     keys = {key["kid"]: key for key in response.json()["keys"]}
     assert response.headers["content-type"] == "application/jwk-set+json"

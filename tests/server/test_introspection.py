@@ -30,6 +30,7 @@ from fastapi_kc_m2m._idp.client_auth import ClientSecretBasic
 from fastapi_kc_m2m._idp.singleflight import KeyedSingleFlight
 from fastapi_kc_m2m.server.store import MemoryStore
 from fastapi_kc_m2m.testing import OMIT, FrozenClock, TestIssuer, generate_key
+from tests.helpers import Gate, bearer
 
 pytestmark = pytest.mark.anyio
 
@@ -47,10 +48,6 @@ def issuer(clock: FrozenClock) -> TestIssuer:
 def introspecting(issuer: TestIssuer, **overrides: Any) -> KeycloakAuth:
     """A verifier introspecting at ``issuer`` in-process: policy ``always`` unless overridden."""
     return issuer.auth(**({"introspection": "always", "client_secret": SECRET} | overrides))
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 class Interposed(httpx.AsyncBaseTransport):
@@ -386,21 +383,8 @@ async def test_loopback_answers_are_keycloak_shaped(loopback: tuple[TestIssuer, 
 
 
 # ------------------------------------------------------------------ single flight and bounded memory
-class Gate(httpx.AsyncBaseTransport):
-    """Holds introspection requests until opened; counts them."""
-
-    def __init__(self, issuer: TestIssuer) -> None:
-        self.inner = issuer.transport
-        self.opened = asyncio.Event()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith(INTROSPECT_PATH):
-            await self.opened.wait()
-        return await self.inner.handle_async_request(request)
-
-
 async def test_one_call_in_flight_per_token(issuer: TestIssuer) -> None:
-    gate = Gate(issuer)
+    gate = Gate(issuer.transport, INTROSPECT_PATH)
     settings = issuer.settings(introspection="always", client_secret=SECRET, introspection_cache_ttl=0)
     token = issuer.token()
     async with KeycloakAuth(settings, transport=gate, clock=issuer.clock) as auth:

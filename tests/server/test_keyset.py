@@ -12,7 +12,7 @@ import gzip
 import itertools
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -23,6 +23,7 @@ from joserfc.jwk import RSAKey
 
 from fastapi_kc_m2m import IdentityProviderUnavailable, InvalidToken, KeycloakAuth, KeycloakSettings, KeySet
 from fastapi_kc_m2m.testing import FailureMode, FrozenClock, TestIssuer, generate_key
+from tests.helpers import Gate, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -60,40 +61,6 @@ class Router(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.seen.append((request.url.host, request.url.path))
         return await self.routes[request.url.host].handle_async_request(request)
-
-
-class Gate(httpx.AsyncBaseTransport):
-    """Hold JWKS responses, already produced by the issuer, until the gate opens: a slow IdP."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.opened = anyio.Event()
-        self.waiting = 0
-
-    def open(self) -> None:
-        self.opened.set()
-
-    def close(self) -> None:
-        self.opened = anyio.Event()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        if request.url.path.endswith("/certs"):
-            self.waiting += 1
-            try:
-                await self.opened.wait()
-            finally:
-                self.waiting -= 1
-        return response
-
-
-async def wait_until(condition: Callable[[], bool], seconds: float = 3.0) -> None:
-    """Poll ``condition`` until it holds, failing after ``seconds`` (background work has no event to await)."""
-    with anyio.fail_after(seconds):
-        while True:
-            if condition():
-                return
-            await anyio.sleep(0.002)
 
 
 def key_set(auth: KeycloakAuth, issuer: TestIssuer) -> KeySet:

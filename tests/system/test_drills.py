@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import anyio
 import pytest
 
 from fastapi_kc_m2m import InvalidToken, KeycloakAuth
 from fastapi_kc_m2m.testing import FrozenClock, TestIssuer
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -29,15 +30,6 @@ TTL, AHEAD, RETRY = 300.0, 30.0, 5.0
 def slow_issuer(clock: FrozenClock) -> Iterator[TestIssuer]:
     with TestIssuer.serving(clock=clock) as running:
         yield running
-
-
-async def wait_until(condition: Callable[[], bool], seconds: float) -> None:
-    """Poll ``condition`` (set by the server's thread: no event can carry it), failing after ``seconds``."""
-    with anyio.fail_after(seconds):
-        while True:
-            if condition():
-                return
-            await anyio.sleep(0.01)
 
 
 async def timed_verifications(auth: KeycloakAuth, tokens: list[str]) -> list[float]:

@@ -37,6 +37,7 @@ from fastapi_kc_m2m import (
     require_scope,
 )
 from fastapi_kc_m2m.testing import serve_app
+from tests.helpers import bearer
 
 pytestmark = pytest.mark.anyio
 
@@ -143,10 +144,6 @@ async def machine_b(settings: KeycloakSettings) -> AsyncIterator[str]:
 
     with serve_app(app, lifespan="on") as url:
         yield url
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def kid_of(token: str) -> str:
