@@ -6,19 +6,19 @@ The ASGI layer builds one immutable :class:`RequestContext` per request; the ver
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..principal import ServicePrincipal
 
 __all__ = ["RequestContext", "Verification"]
 
 
-@dataclass(frozen=True, slots=True)
-class RequestContext:
+class RequestContext(NamedTuple):
     """The credentials of one request: the access token and where it was presented (RFC 6750 §2.1).
 
     ``method`` and ``public_url`` are the request's, for checks that bind a token to the request; the
-    DPoP proof (RFC 9449 §4) and the client certificate (RFC 8705 §3) have their room here too.
+    DPoP proof (RFC 9449 §4) and the client certificate (RFC 8705 §3) have their room here too. A named
+    tuple: immutable, and built on every request at a tuple's cost.
     """
 
     token: str
@@ -29,12 +29,12 @@ class RequestContext:
     client_certificate: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Verification:
+class Verification(NamedTuple):
     """The outcome of verifying one token: who called, the token's SHA-256, and whether it is a
     lightweight token (no ``aud``: its audience and roles come from introspection) and was introspected.
 
-    It depends on the token alone, so the verifier caches it by ``digest``.
+    It depends on the token alone, so the verifier caches it by ``digest``; a named tuple, like the
+    context.
     """
 
     principal: ServicePrincipal

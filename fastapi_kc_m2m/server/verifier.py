@@ -174,10 +174,22 @@ class TokenVerifier:
         :class:`~.errors.IdentityProviderUnavailable` when no usable keys or introspection answer can
         be had.
         """
+        token = context.token
         try:
-            verification = await self._verified(context.token)
+            if len(token) > self.settings.max_token_bytes:
+                raise InvalidToken("token too large")
+            raw = token.encode("utf-8", "surrogatepass")  # non-ASCII bytes never pass split_compact
+            digest = hashlib.sha256(raw).digest()
+            verification = self._cache.get(digest)
+            if verification is None:
+                verification = await self._verify_new(raw, digest)
+                expires = min(verification.principal.expires_at, self._clock() + self.settings.token_cache_ttl)
+                self._cache.put(digest, verification, expires)
+                self._observer.token_accepted(verification, cached=False)
+            else:
+                self._observer.token_accepted(verification, cached=True)
             if introspect or self._may_introspect:
-                return await self._introspected(context.token, verification, introspect)
+                return await self._introspected(token, verification, introspect)
         except AuthError as error:
             self._observer.token_refused(error)
             raise
@@ -191,22 +203,6 @@ class TokenVerifier:
         except AuthError as error:
             self._observer.token_refused(error)
             raise
-
-    async def _verified(self, token: str) -> Verification:
-        """The cached verification of ``token``, else a new one (then cached, never past ``exp``)."""
-        if len(token) > self.settings.max_token_bytes:
-            raise InvalidToken("token too large")
-        raw = token.encode("utf-8", "surrogatepass")  # non-ASCII bytes never pass split_compact
-        digest = hashlib.sha256(raw).digest()
-        verification = self._cache.get(digest)
-        if verification is not None:
-            self._observer.token_accepted(verification, cached=True)
-            return verification
-        verification = await self._verify_new(raw, digest)
-        expires = min(verification.principal.expires_at, self._clock() + self.settings.token_cache_ttl)
-        self._cache.put(digest, verification, expires)
-        self._observer.token_accepted(verification, cached=False)
-        return verification
 
     async def _introspected(self, token: str, verification: Verification, requested: bool) -> Verification:
         if self._introspector is None:  # require_active_token() while introspection is off: fail closed
@@ -235,22 +231,13 @@ class TokenVerifier:
             signature = decode_segment(signature)
         except ValueError:  # the one place a malformed token's parse error becomes a refusal
             raise InvalidToken(_MALFORMED) from None
+        key_set = None
         try:
-            return await self._verify_claims(claims, alg, kid, signed=(signing_input, signature), digest=digest)
-        except AuthError as error:
-            error.client_id = _unverified_client(claims)
-            raise
-
-    async def _verify_claims(
-        self, claims: dict[str, Any], alg: str, kid: str | None, *, signed: tuple[bytes, bytes], digest: bytes
-    ) -> Verification:
-        """The claim rules, then the key and the signature over ``signed`` (signing input, signature)."""
-        check_type(claims)
-        issuer = claims.get("iss")
-        key_set = self._key_sets.get(issuer) if isinstance(issuer, str) else None
-        if key_set is None:
-            raise InvalidToken("untrusted issuer")
-        try:
+            check_type(claims)
+            issuer = claims.get("iss")
+            key_set = self._key_sets.get(issuer) if isinstance(issuer, str) else None
+            if key_set is None:
+                raise InvalidToken("untrusted issuer")
             check_times(claims, self._clock(), self.settings.clock_skew)
             # No aud in a token means a lightweight token, when those are accepted: introspection supplies it.
             lightweight = self._lightweight and "aud" not in claims
@@ -260,10 +247,11 @@ class TokenVerifier:
             key = key_set.fresh_key(kid, alg)
             if key is None:
                 key = await key_set.key_for(kid, alg)
-            if not signature_is_valid(*signed, alg, key):
+            if not signature_is_valid(signing_input, signature, alg, key):
                 raise InvalidToken("invalid signature")
         except AuthError as error:
-            error.issuer = key_set.issuer
+            error.issuer = key_set.issuer if key_set is not None else None
+            error.client_id = _unverified_client(claims)
             raise
         return Verification(ServicePrincipal.from_claims(claims), digest, lightweight)
 
