@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.authentication import requires
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 
 from fastapi_kc_m2m import KeycloakAuth, KeycloakAuthMiddleware, Principal, ServicePrincipal, ServiceUser, require_scope
@@ -80,7 +81,7 @@ async def test_valid_token_passes_with_user_and_scopes(client: httpx.AsyncClient
 async def test_no_header_is_401_without_error(client: httpx.AsyncClient) -> None:  # 1
     response = await client.get("/orders")
     assert_refused(response, 401, None)
-    assert response.json() == {"error_description": "bearer token required"}
+    assert response.json() == {}  # RFC 6750 §3.1: no error information without credentials
 
 
 @pytest.mark.parametrize("value", ["Basic bWFjaGluZTpzZWNyZXQ=", "Digest x", "Bearerx abc", "Token abc"])
@@ -266,17 +267,54 @@ async def test_method_exclusion(auth: KeycloakAuth) -> None:
         assert (await c.get("/orders")).status_code == 401
 
 
-async def test_cors_preflight_passes_by_default(client: httpx.AsyncClient) -> None:
-    preflight = {"Origin": "http://app.test", "Access-Control-Request-Method": "GET"}
-    assert (await client.options("/orders", headers=preflight)).status_code == 200
-    assert (await client.options("/orders")).status_code == 401
+PREFLIGHT = {"Origin": "http://app.test", "Access-Control-Request-Method": "GET"}
 
 
-async def test_cors_preflight_can_be_refused(auth: KeycloakAuth) -> None:
-    app = build_app(auth, allow_preflight=False)
-    async with api_client(app) as c:
-        response = await c.options("/orders", headers={"Access-Control-Request-Method": "GET"})
-    assert response.status_code == 401
+@pytest.mark.parametrize("headers", [PREFLIGHT, {"Access-Control-Request-Method": "GET"}, {}])
+async def test_options_never_reaches_a_protected_route_without_a_token(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await client.options("/orders", headers=headers)
+    assert_refused(response, 401, None)
+    assert "client" not in response.text
+
+
+async def test_options_never_reaches_a_mounted_app_without_a_token(auth: KeycloakAuth) -> None:
+    parent = FastAPI()
+    parent.mount("/v1", build_app(auth))
+    async with api_client(parent) as c:
+        response = await c.options("/v1/orders", headers=PREFLIGHT)
+    assert_refused(response, 401, None)
+
+
+def cors_app(auth: KeycloakAuth) -> FastAPI:
+    """The recommended set-up: CORSMiddleware added after, so outside, the authentication."""
+    app = build_app(auth)
+    app.add_middleware(CORSMiddleware, allow_origins=["http://app.test"], allow_headers=["authorization"])
+    return app
+
+
+async def test_cors_middleware_outside_answers_preflights(auth: KeycloakAuth, issuer: TestIssuer) -> None:
+    async with api_client(cors_app(auth)) as c:
+        preflight = await c.options("/orders", headers={**PREFLIGHT, "Access-Control-Request-Headers": "authorization"})
+        refused = await c.get("/orders", headers={"Origin": "http://app.test"})
+        served = await c.get("/orders", headers={"Origin": "http://app.test", **bearer(issuer.token())})
+    assert (preflight.status_code, preflight.text) == (200, "OK")
+    assert preflight.headers["access-control-allow-origin"] == "http://app.test"
+    assert refused.status_code == 401
+    assert refused.headers["access-control-allow-origin"] == "http://app.test"  # the caller can read the refusal
+    assert served.json()["client"] == "machine-a"
+
+
+async def test_cors_middleware_outside_lets_no_other_options_through(auth: KeycloakAuth) -> None:
+    async with api_client(cors_app(auth)) as c:
+        response = await c.options("/orders", headers={"Access-Control-Request-Method": "GET"})  # no Origin
+    assert_refused(response, 401, None)
+
+
+async def test_the_preflight_exemption_is_gone(auth: KeycloakAuth) -> None:
+    with pytest.raises(TypeError, match="allow_preflight"):
+        KeycloakAuthMiddleware(build_app(auth), auth, allow_preflight=True)  # type: ignore[call-arg]
 
 
 # ------------------------------------------------------------------ anonymous mode
