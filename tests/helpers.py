@@ -17,9 +17,10 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def api_client(app: ASGIApp, base_url: str = API_URL) -> httpx.AsyncClient:
-    """An httpx client calling ``app`` in-process (no lifespan runs: see the ``lifespan_client`` fixture)."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)
+def api_client(app: ASGIApp, base_url: str = API_URL, root_path: str = "") -> httpx.AsyncClient:
+    """An httpx client calling ``app`` in-process (no lifespan runs: see the ``lifespan_client`` fixture);
+    a ``root_path`` is set in the scope as ``uvicorn --root-path`` does (the path keeps it)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path=root_path), base_url=base_url)
 
 
 class Gate(httpx.AsyncBaseTransport):

@@ -8,7 +8,7 @@ token it makes the request ambiguous (RFC 6750 §3.1 ``invalid_request``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 from starlette.types import Scope
 
@@ -16,10 +16,15 @@ from ..errors import InvalidRequest
 
 __all__ = ["bearer_token", "has_token_parameter"]
 
+_ALPHANUMERIC = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 #: ``b64token`` characters (RFC 6750 §2.1) apart from the trailing ``=`` padding.
-_B64TOKEN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+_B64TOKEN = _ALPHANUMERIC + b"-._~+/"
+#: ``tchar`` (RFC 9110 §5.6.2): a scheme name going on past ``Bearer`` is another scheme.
+_TCHAR = frozenset(_ALPHANUMERIC + b"!#$%&'*+-.^_`|~")
 _SCHEME = b"bearer"
-_PARAMETER = "access_token"
+_PARAMETER = b"access_token"
+#: At most this many ``name=value`` pairs are examined: the scan stays bounded whatever the body.
+_MAX_PAIRS = 1024
 
 
 def bearer_token(scope: Scope) -> str | None:
@@ -35,9 +40,20 @@ def bearer_token(scope: Scope) -> str | None:
 
 
 def has_token_parameter(encoded: bytes) -> bool:
-    """Whether form-encoded ``encoded`` (a query string or form body) has an ``access_token`` member."""
-    pairs = parse_qsl(encoded.decode("latin-1"), keep_blank_values=True)
-    return any(name == _PARAMETER for name, _ in pairs)
+    """Whether form-encoded ``encoded`` (a query string or form body, RFC 6750 §2.2-2.3) has an
+    ``access_token`` member among its first ``_MAX_PAIRS`` pairs, names percent-decoded.
+
+    Without the name or a percent escape in it no pair is examined at all.
+    """
+    if _PARAMETER not in encoded and b"%" not in encoded:
+        return False
+    return any(_name(pair) == _PARAMETER for pair in encoded.split(b"&", _MAX_PAIRS)[:_MAX_PAIRS])
+
+
+def _name(pair: bytes) -> bytes:
+    """The decoded name of one ``name=value`` pair (``+`` is a space, ``%XX`` an escape)."""
+    name = pair.partition(b"=")[0]
+    return unquote_to_bytes(name.replace(b"+", b" ")) if b"%" in name else name
 
 
 def _header_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -54,9 +70,9 @@ def _credentials(value: bytes) -> str | None:
     """``credentials = "Bearer" 1*SP b64token``, the scheme name compared case-insensitively."""
     scheme, _, token = value.partition(b" ")
     if scheme.lower() != _SCHEME:
-        if value[:6].lower() == _SCHEME and value[6:7] in (b"", b",", b"\t"):
-            raise InvalidRequest("malformed bearer credentials")
-        return None  # another scheme, e.g. Basic: no bearer token presented
+        if value[:6].lower() == _SCHEME and (len(value) == 6 or value[6] not in _TCHAR):
+            raise InvalidRequest("malformed bearer credentials")  # e.g. "Bearer", "Bearer\r\n", "Bearer,x"
+        return None  # another scheme, e.g. Basic or "Bearerx": no bearer token presented
     token = token.lstrip(b" ")
     characters = token.rstrip(b"=")
     if not characters or characters.translate(None, _B64TOKEN):

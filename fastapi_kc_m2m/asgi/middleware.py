@@ -4,6 +4,9 @@ For HTTP requests and WebSocket handshakes it extracts the bearer token (RFC 675
 with :class:`~..server.verifier.TokenVerifier` and sets ``scope["user"]`` (a :class:`ServiceUser`) and
 ``scope["auth"]`` (Starlette ``AuthCredentials`` holding the token's scopes), so ``request.user``,
 ``request.auth.scopes`` and ``starlette.authentication.requires`` work. Refusals follow RFC 6750 §3.
+
+Every request shape the caller controls is authenticated, CORS preflights included: put Starlette's
+``CORSMiddleware`` outside this middleware (``add_middleware`` it after this one) to answer them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from starlette._utils import get_route_path
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -64,10 +68,10 @@ class KeycloakAuthMiddleware:
     """Verify the bearer token of every HTTP request and WebSocket handshake, or refuse it.
 
     ``exclude_paths`` are freed exactly, ``exclude_prefixes`` with everything below them on a segment
-    boundary (``/public`` frees ``/public/x`` but never ``/public-admin``), ``exclude_methods`` by
-    method. CORS preflights (``OPTIONS`` with ``Access-Control-Request-Method``) pass unless
-    ``allow_preflight=False``. With ``allow_anonymous=True`` requests without credentials pass as
-    anonymous, so routes that need a principal (the dependencies) refuse them and the others serve.
+    boundary (``/public`` frees ``/public/x`` but never ``/public-admin``), both matched against the
+    path as the router sees it (below any ``root_path`` or ``Mount``), ``exclude_methods`` by method.
+    With ``allow_anonymous=True`` requests without credentials pass as anonymous, so routes that need
+    a principal (the dependencies) refuse them and the others serve.
     """
 
     def __init__(
@@ -78,7 +82,6 @@ class KeycloakAuthMiddleware:
         exclude_paths: Iterable[str] = (),
         exclude_prefixes: Iterable[str] = (),
         exclude_methods: Iterable[str] = (),
-        allow_preflight: bool = True,
         allow_anonymous: bool = False,
     ) -> None:
         self.app = app
@@ -87,7 +90,6 @@ class KeycloakAuthMiddleware:
         self._paths = frozenset(exclude_paths)
         self._prefixes = tuple(prefix.rstrip("/") for prefix in exclude_prefixes)
         self._methods = frozenset(method.upper() for method in exclude_methods)
-        self._allow_preflight = allow_preflight
         self._allow_anonymous = allow_anonymous
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,14 +97,17 @@ class KeycloakAuthMiddleware:
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})[STATE_KEY] = self.auth
+        sent = _Progress(send)
         try:
             if self._excluded(scope):
                 _set_anonymous(scope)
             else:
                 receive = await self._authenticate(scope, receive)
-            await self.app(scope, receive, send)
-        except AuthError as error:  # raised here or by a dependency before the response started
-            await send_refusal(scope, receive, send, error, self._realm)
+            await self.app(scope, receive, sent)
+        except AuthError as error:  # raised here or by a dependency
+            if sent.started and not sent.accepted:
+                raise  # a second response start would break the ASGI protocol: the server handles it
+            await send_refusal(scope, receive, send, error, self._realm, accepted=sent.accepted)
 
     async def _authenticate(self, scope: Scope, receive: Receive) -> Receive:
         """Set the user of ``scope``; return ``receive``, replaying any body read to inspect it."""
@@ -112,10 +117,10 @@ class KeycloakAuthMiddleware:
                 raise MissingCredentials()
             _set_anonymous(scope)
             return receive
-        if scope.get("method", "GET") not in _NO_FORM_BODY and _header(scope, b"content-type").startswith(_FORM):
-            receive = await _reject_form_token(receive)
         context = RequestContext(token, method=scope.get("method"))
-        verification = await self.auth.authenticate(context)
+        verification = await self.auth.authenticate(context)  # before the body: bad tokens cost no read
+        if scope.get("method", "GET") not in _NO_FORM_BODY and _is_form(scope):
+            receive = await _reject_form_token(receive)
         scope["user"] = ServiceUser(verification.principal, context=context, verification=verification)
         scope["auth"] = AuthCredentials(list(verification.principal.scopes))
         return receive
@@ -124,9 +129,7 @@ class KeycloakAuthMiddleware:
         method = scope.get("method")
         if method in self._methods:
             return True
-        if method == "OPTIONS" and self._allow_preflight and _header(scope, b"access-control-request-method"):
-            return True
-        path: str = scope["path"]
+        path = get_route_path(scope)  # what the router matches: scope["path"] keeps the root_path
         if path in self._paths:
             return True
         if not self._prefixes:
@@ -137,12 +140,34 @@ class KeycloakAuthMiddleware:
         return freed and "/." not in path  # dot segments could climb out of the freed subtree
 
 
+class _Progress:
+    """The app's ``send``, noting whether the response started and whether a WebSocket is accepted
+    and not yet closed (ASGI: a response starts once; an open WebSocket is refused by a close)."""
+
+    __slots__ = ("accepted", "send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+        self.accepted = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = True
+        if message["type"] == "websocket.accept":
+            self.accepted = True
+        elif message["type"] == "websocket.close":
+            self.accepted = False
+        await self.send(message)
+
+
 def _set_anonymous(scope: Scope) -> None:
     scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
 
 
-def _header(scope: Scope, name: bytes) -> bytes:
-    return next((value for key, value in scope["headers"] if key == name), b"")
+def _is_form(scope: Scope) -> bool:
+    """Whether the body is form-encoded: media types compare case-insensitively (RFC 9110 §8.3.1)."""
+    content_type = next((value for key, value in scope["headers"] if key == b"content-type"), b"")
+    return content_type.partition(b";")[0].strip().lower() == _FORM
 
 
 async def _reject_form_token(receive: Receive) -> Receive:

@@ -1,7 +1,8 @@
 """The one place where an :class:`~.errors.AuthError` becomes an HTTP response or a WebSocket refusal.
 
 Status codes and ``WWW-Authenticate`` challenges follow RFC 6750 §3 and §3.1; bodies are
-``{"error": …, "error_description": …}`` built from the exceptions' fixed phrases only.
+``{"error": …, "error_description": …}`` built from the exceptions' fixed phrases only, and ``{}``
+for a request without credentials (RFC 6750 §3.1: no error information then).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from ..errors import AuthError, IdentityProviderUnavailable, InsufficientScope
+from ..errors import AuthError, IdentityProviderUnavailable, InsufficientScope, MissingCredentials
 from .state import find_auth
 
 __all__ = ["auth_error_handler", "refusal", "send_refusal"]
@@ -24,9 +25,10 @@ _DENIAL_EXTENSION = "websocket.http.response"
 
 
 def refusal(error: AuthError, realm: str | None) -> Response:
-    """The HTTP response for ``error``: status, RFC 6750 §3 challenge and JSON body."""
+    """The HTTP response for ``error``: status, RFC 6750 §3 challenge and JSON body (``{}`` when no
+    credentials were presented: RFC 6750 §3.1 gives that response no error information)."""
     members = {"error": error.error, "error_description": error.description}
-    body = {name: value for name, value in members.items() if value is not None}
+    body = {} if isinstance(error, MissingCredentials) else {k: v for k, v in members.items() if v is not None}
     headers = {"Cache-Control": "no-store"}
     if isinstance(error, IdentityProviderUnavailable):
         headers["Retry-After"] = str(error.retry_after)
@@ -35,10 +37,14 @@ def refusal(error: AuthError, realm: str | None) -> Response:
     return Response(json.dumps(body), error.status_code, headers, media_type="application/json")
 
 
-async def send_refusal(scope: Scope, receive: Receive, send: Send, error: AuthError, realm: str | None) -> None:
+async def send_refusal(
+    scope: Scope, receive: Receive, send: Send, error: AuthError, realm: str | None, *, accepted: bool = False
+) -> None:
     """Refuse a connection: an HTTP response, or for a WebSocket not yet accepted the HTTP denial
-    response where the server supports it, else a close with code 1008 (policy violation)."""
-    if scope["type"] == "websocket" and _DENIAL_EXTENSION not in scope.get("extensions", {}):
+    response where the server supports it, else (and once ``accepted``) a close with code 1008
+    (policy violation, RFC 6455 §7.4.1)."""
+    denial = _DENIAL_EXTENSION in scope.get("extensions", {}) and not accepted
+    if scope["type"] == "websocket" and not denial:
         await send({"type": "websocket.close", "code": WS_1008_POLICY_VIOLATION, "reason": error.description})
         return
     await refusal(error, realm)(scope, receive, send)

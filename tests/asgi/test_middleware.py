@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.authentication import requires
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
 from fastapi_kc_m2m import KeycloakAuth, KeycloakAuthMiddleware, Principal, ServicePrincipal, ServiceUser, require_scope
+from fastapi_kc_m2m.asgi import middleware
 from fastapi_kc_m2m.asgi.responses import refusal
 from fastapi_kc_m2m.errors import InvalidToken
 from fastapi_kc_m2m.server.context import RequestContext
@@ -80,7 +85,7 @@ async def test_valid_token_passes_with_user_and_scopes(client: httpx.AsyncClient
 async def test_no_header_is_401_without_error(client: httpx.AsyncClient) -> None:  # 1
     response = await client.get("/orders")
     assert_refused(response, 401, None)
-    assert response.json() == {"error_description": "bearer token required"}
+    assert response.json() == {}  # RFC 6750 §3.1: no error information without credentials
 
 
 @pytest.mark.parametrize("value", ["Basic bWFjaGluZTpzZWNyZXQ=", "Digest x", "Bearerx abc", "Token abc"])
@@ -266,17 +271,54 @@ async def test_method_exclusion(auth: KeycloakAuth) -> None:
         assert (await c.get("/orders")).status_code == 401
 
 
-async def test_cors_preflight_passes_by_default(client: httpx.AsyncClient) -> None:
-    preflight = {"Origin": "http://app.test", "Access-Control-Request-Method": "GET"}
-    assert (await client.options("/orders", headers=preflight)).status_code == 200
-    assert (await client.options("/orders")).status_code == 401
+PREFLIGHT = {"Origin": "http://app.test", "Access-Control-Request-Method": "GET"}
 
 
-async def test_cors_preflight_can_be_refused(auth: KeycloakAuth) -> None:
-    app = build_app(auth, allow_preflight=False)
-    async with api_client(app) as c:
-        response = await c.options("/orders", headers={"Access-Control-Request-Method": "GET"})
-    assert response.status_code == 401
+@pytest.mark.parametrize("headers", [PREFLIGHT, {"Access-Control-Request-Method": "GET"}, {}])
+async def test_options_never_reaches_a_protected_route_without_a_token(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await client.options("/orders", headers=headers)
+    assert_refused(response, 401, None)
+    assert "client" not in response.text
+
+
+async def test_options_never_reaches_a_mounted_app_without_a_token(auth: KeycloakAuth) -> None:
+    parent = FastAPI()
+    parent.mount("/v1", build_app(auth))
+    async with api_client(parent) as c:
+        response = await c.options("/v1/orders", headers=PREFLIGHT)
+    assert_refused(response, 401, None)
+
+
+def cors_app(auth: KeycloakAuth) -> FastAPI:
+    """The recommended set-up: CORSMiddleware added after, so outside, the authentication."""
+    app = build_app(auth)
+    app.add_middleware(CORSMiddleware, allow_origins=["http://app.test"], allow_headers=["authorization"])
+    return app
+
+
+async def test_cors_middleware_outside_answers_preflights(auth: KeycloakAuth, issuer: TestIssuer) -> None:
+    async with api_client(cors_app(auth)) as c:
+        preflight = await c.options("/orders", headers={**PREFLIGHT, "Access-Control-Request-Headers": "authorization"})
+        refused = await c.get("/orders", headers={"Origin": "http://app.test"})
+        served = await c.get("/orders", headers={"Origin": "http://app.test", **bearer(issuer.token())})
+    assert (preflight.status_code, preflight.text) == (200, "OK")
+    assert preflight.headers["access-control-allow-origin"] == "http://app.test"
+    assert refused.status_code == 401
+    assert refused.headers["access-control-allow-origin"] == "http://app.test"  # the caller can read the refusal
+    assert served.json()["client"] == "machine-a"
+
+
+async def test_cors_middleware_outside_lets_no_other_options_through(auth: KeycloakAuth) -> None:
+    async with api_client(cors_app(auth)) as c:
+        response = await c.options("/orders", headers={"Access-Control-Request-Method": "GET"})  # no Origin
+    assert_refused(response, 401, None)
+
+
+async def test_the_preflight_exemption_is_gone(auth: KeycloakAuth) -> None:
+    with pytest.raises(TypeError, match="allow_preflight"):
+        KeycloakAuthMiddleware(build_app(auth), auth, allow_preflight=True)  # type: ignore[call-arg]
 
 
 # ------------------------------------------------------------------ anonymous mode
@@ -313,3 +355,134 @@ def test_challenge_values_are_never_escaped_so_quotes_are_refused() -> None:
 
 async def test_refusals_are_not_cached(client: httpx.AsyncClient) -> None:
     assert (await client.get("/orders")).headers["cache-control"] == "no-store"
+
+
+def test_each_request_has_one_immutable_context() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RequestContext("t").token = "u"  # type: ignore[misc]
+
+
+async def test_the_handler_sees_the_context_that_was_verified(
+    auth: KeycloakAuth, issuer: TestIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verified: list[RequestContext] = []
+    authenticate = auth.authenticate
+
+    async def recording(context: RequestContext, **options: Any) -> Any:
+        verified.append(context)
+        return await authenticate(context, **options)
+
+    seen: list[object] = []
+    app = FastAPI()
+    app.add_middleware(KeycloakAuthMiddleware, auth=auth)
+
+    @app.post("/context")
+    async def context(request: Request, caller: Principal) -> None:
+        seen.append(request.user.context)
+
+    monkeypatch.setattr(auth, "authenticate", recording)
+    async with api_client(app) as c:
+        await c.post("/context", data={"a": "1"}, headers=bearer(issuer.token()))
+    assert len(verified) == 1
+    assert seen == verified
+    assert seen[0] is verified[0]
+
+
+# ------------------------------------------------------------------ control characters after the scheme
+@pytest.mark.parametrize("value", [b"Bearer\r\n", b"Bearer\x00", b"Bearer\x00abc", b"bearer\x01", b"Bearer\x7f"])
+async def test_control_characters_after_the_scheme_are_400(client: httpx.AsyncClient, value: bytes) -> None:
+    assert_refused(await client.get("/orders", headers=[(b"authorization", value)]), 400, "invalid_request")
+
+
+# ------------------------------------------------------------------ form-body tokens
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "Application/X-WWW-Form-URLencoded",
+        "APPLICATION/X-WWW-FORM-URLENCODED; charset=UTF-8",
+        " application/x-www-form-urlencoded ;q",
+    ],
+)
+async def test_form_media_type_is_case_insensitive(
+    client: httpx.AsyncClient, issuer: TestIssuer, content_type: str
+) -> None:
+    token = issuer.token()
+    headers = {**bearer(token), "Content-Type": content_type}
+    response = await client.post("/orders", content=f"a=1&access_token={token}", headers=headers)
+    assert_refused(response, 400, "invalid_request")
+
+
+async def test_other_media_types_are_not_scanned(client: httpx.AsyncClient, issuer: TestIssuer) -> None:
+    token = issuer.token()
+    headers = {**bearer(token), "Content-Type": "application/x-www-form-urlencoded-not"}
+    assert (await client.post("/orders", content=f"access_token={token}", headers=headers)).status_code == 200
+
+
+async def test_an_invalid_token_is_refused_before_the_body_is_read(
+    client: httpx.AsyncClient, issuer: TestIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scanned: list[bytes] = []
+    monkeypatch.setattr(middleware, "has_token_parameter", lambda body: scanned.append(body) or False)
+    token = issuer.bad_tokens()["expired"]
+    response = await client.post("/orders", data={"access_token": token, "a": "1"}, headers=bearer(token))
+    assert_refused(response, 401, "invalid_token")
+    assert scanned == []
+    await client.post("/orders", data={"a": "1"}, headers=bearer(issuer.token()))
+    assert scanned == [b"a=1"]  # a valid token's form body is scanned
+
+
+# ------------------------------------------------------------------ refusals after the response started
+async def test_a_refusal_after_the_response_started_is_not_a_second_response(auth: KeycloakAuth) -> None:
+    app = FastAPI()
+    app.add_middleware(KeycloakAuthMiddleware, auth=auth, exclude_paths=["/stream"])
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"first"
+            raise InvalidToken()
+
+        return StreamingResponse(chunks())
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/stream", "raw_path": b"/stream", "query_string": b""}
+    with pytest.raises(InvalidToken):  # re-raised for the server, as Starlette's handlers do
+        await app({**scope, "headers": [], "root_path": "", "asgi": {"spec_version": "2.4"}}, receive, send)
+    assert [message["type"] for message in sent].count("http.response.start") == 1
+
+
+# ------------------------------------------------------------------ exclusions below a mount or root_path
+def excluding_app(auth: KeycloakAuth) -> FastAPI:
+    """Health, public pages and the API docs freed; ``/orders`` protected."""
+    app = FastAPI()
+    options = {"exclude_paths": ["/health", "/openapi.json", "/docs"], "exclude_prefixes": ["/public"]}
+    app.add_middleware(KeycloakAuthMiddleware, auth=auth, **options)
+    for path in ("/health", "/health/deep", "/public/page", "/orders"):
+        app.add_api_route(path, lambda: {"ok": True}, methods=["GET"], name=path)
+    return app
+
+
+async def test_exclusions_match_below_a_mount(auth: KeycloakAuth) -> None:
+    parent = FastAPI()
+    parent.mount("/v1", excluding_app(auth))
+    async with api_client(parent) as c:
+        for path in ("/v1/health", "/v1/public/page", "/v1/openapi.json", "/v1/docs"):
+            assert (await c.get(path)).status_code == 200, path
+        for path in ("/v1/orders", "/v1/health/deep"):
+            assert_refused(await c.get(path), 401, None)
+
+
+async def test_exclusions_match_below_a_server_root_path(auth: KeycloakAuth) -> None:
+    async with api_client(excluding_app(auth), root_path="/api") as c:
+        for path in ("/api/health", "/api/public/page", "/api/openapi.json", "/api/docs"):
+            assert (await c.get(path)).status_code == 200, path
+        for path in ("/api/orders", "/api/health/deep"):
+            assert_refused(await c.get(path), 401, None)

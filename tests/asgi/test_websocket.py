@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, WebSocket
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from fastapi_kc_m2m import AuthError, KeycloakAuth, KeycloakAuthMiddleware, Principal, auth_error_handler, require_scope
+from fastapi_kc_m2m.errors import InvalidToken
 from fastapi_kc_m2m.testing import TestIssuer
 
 pytestmark = pytest.mark.anyio
@@ -28,6 +29,11 @@ def build_app(auth: KeycloakAuth, *, middleware: bool) -> FastAPI:
         await websocket.accept()
         await websocket.send_text(caller.client_id)
         await websocket.close()
+
+    @app.websocket("/ws-late")
+    async def late(websocket: WebSocket, caller: Principal) -> None:
+        await websocket.accept()
+        raise InvalidToken()  # e.g. the token expired during the session
 
     @app.websocket("/ws-admin", dependencies=[require_scope("orders:admin")])
     async def admin(websocket: WebSocket) -> None:
@@ -123,3 +129,14 @@ async def test_close_1008_where_the_server_cannot_send_a_denial_response(auth: K
 
     await app(scope, receive, send)
     assert sent == [{"type": "websocket.close", "code": 1008, "reason": "bearer token required"}]
+
+
+async def test_a_refusal_after_accepting_closes_with_1008(issuer: TestIssuer, serve: Any) -> None:
+    with serve(build_app(issuer.auth(), middleware=True)) as host:
+        async with connect(
+            f"ws://{host}/ws-late", additional_headers={"Authorization": f"Bearer {issuer.token()}"}
+        ) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "the access token is invalid")
