@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .server.observer import LoggingObserver, Observer
     from .server.store import MemoryStore, Store
     from .server.verifier import TokenVerifier
-    from .settings import SUPPORTED_ALGORITHMS, IntrospectionPolicy, KeycloakSettings
+    from .settings import SUPPORTED_ALGORITHMS, IntrospectionPolicy, KeycloakSettings, SettingsError
 
 # Public name -> the module defining it.
 _WHERE = {
@@ -58,6 +58,7 @@ _WHERE = {
     "SUPPORTED_ALGORITHMS": ".settings",
     "IntrospectionPolicy": ".settings",
     "KeycloakSettings": ".settings",
+    "SettingsError": ".settings",
     "RequestContext": ".server.context",
     "Verification": ".server.context",
     "KeySet": ".server.keyset",

@@ -6,22 +6,41 @@ naming the variable to fix.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._idp.client_auth import ClientAuthMethod
 from ._idp.http import HttpLimits
 from ._idp.urls import check_http_url
 from ._jose.algorithms import ASSERTION_ALGORITHMS, SUPPORTED_ALGORITHMS
+from ._jose.strictjson import loads_object
 
-__all__ = ["SUPPORTED_ALGORITHMS", "IntrospectionPolicy", "KeycloakSettings"]
+__all__ = ["SUPPORTED_ALGORITHMS", "IntrospectionPolicy", "KeycloakSettings", "SettingsError"]
+
+_PREFIX = "KC_M2M_"
+_REALM_URL = re.compile(r"/realms/[^/]+$")
 
 #: When tokens are introspected (RFC 7662): never, for every request, or on routes that ask for it.
 IntrospectionPolicy = Literal["off", "always", "per_route"]
 
 _CommaList = Annotated[tuple[str, ...], NoDecode]
+#: A JSON object in the environment, parsed by the field's validator so its errors name the variable.
+_JsonMap = Annotated[dict[str, str], NoDecode]
+
+
+class SettingsError(ValueError):
+    """Invalid settings: ``str()`` is one line per problem, each naming the ``KC_M2M_*`` variable to fix."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
 
 
 def _split(value: Any) -> Any:
@@ -29,6 +48,31 @@ def _split(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
+
+
+def _variable(field: str) -> str:
+    return f"{_PREFIX}{field.upper()}"
+
+
+def _unknown_variables(environ: Mapping[str, str], fields: Iterable[str]) -> list[str]:
+    """A problem for every ``KC_M2M_*`` variable that names no setting, with the closest valid one."""
+    known = [_variable(field) for field in fields]
+    problems = []
+    for name in sorted(name.upper() for name in environ if name.upper().startswith(_PREFIX)):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else "unset it"
+            problems.append(f"{name} is not a setting: {hint}")
+    return problems
+
+
+def _describe(error: ErrorDetails, descriptions: Mapping[str, str | None]) -> str:
+    """One line for one validation error, naming the variable (never the input: it may be a secret)."""
+    message = error["msg"].removeprefix("Value error, ")
+    field = str(error["loc"][0]) if error["loc"] else ""
+    if not field or _PREFIX in message:
+        return message
+    return f"fix {_variable(field)} ({descriptions.get(field) or field}): {message}"
 
 
 class KeycloakSettings(BaseSettings):
@@ -44,9 +88,7 @@ class KeycloakSettings(BaseSettings):
     server_url: str | None = Field(None, description="Keycloak base URL, e.g. http://keycloak:8080")
     realm: str | None = Field(None, description="Realm on server_url whose tokens are trusted")
     issuers: _CommaList = Field((), description="Further trusted issuers, comma-separated")
-    jwks_uris: dict[str, str] = Field(
-        default_factory=dict, description="JSON object issuer -> jwks_uri, skipping discovery"
-    )
+    jwks_uris: _JsonMap = Field(default_factory=dict, description="JSON object issuer -> jwks_uri, skipping discovery")
     audience: str = Field(description="This API's client id; tokens must carry it in aud")
     allowed_clients: _CommaList = Field((), description="Calling client ids (azp) allowed; empty: any")
     algorithms: _CommaList = Field(("RS256",), description="Accepted JWS algorithms")
@@ -75,7 +117,7 @@ class KeycloakSettings(BaseSettings):
     )
     client_key_id: str | None = Field(None, description="kid of the client assertion; default: the JWK's kid")
     client_assertion_alg: str = Field("RS256", description="Signing algorithm of the client assertion")
-    introspection_endpoints: dict[str, str] = Field(
+    introspection_endpoints: _JsonMap = Field(
         default_factory=dict, description="JSON object issuer -> introspection endpoint, skipping discovery"
     )
     introspection_cache_ttl: float = Field(
@@ -86,6 +128,20 @@ class KeycloakSettings(BaseSettings):
     lightweight_tokens: bool = Field(
         False, description="Accept tokens without aud, taking aud and roles from the introspection answer"
     )
+
+    if not TYPE_CHECKING:  # type checkers keep the generated keyword signature
+
+        def __init__(self, **values: Any) -> None:
+            """Validate every source; raise :class:`SettingsError` listing each problem."""
+            problems = _unknown_variables(os.environ, type(self).model_fields)
+            try:
+                super().__init__(**values)
+            except ValidationError as exc:
+                fields = type(self).model_fields.items()
+                descriptions = {name: field.description for name, field in fields}
+                problems += [_describe(error, descriptions) for error in exc.errors()]
+            if problems:
+                raise SettingsError(problems) from None
 
     @model_validator(mode="before")
     @classmethod
@@ -102,10 +158,37 @@ class KeycloakSettings(BaseSettings):
     def _split_lists(cls, value: Any) -> Any:
         return _split(value)
 
+    @field_validator("jwks_uris", "introspection_endpoints", mode="before")
+    @classmethod
+    def _parse_json_maps(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return loads_object(value.encode())
+        except ValueError:
+            variable = _variable(str(info.field_name))
+            raise ValueError(f'{variable} must be a JSON object: {{"<issuer>": "<URL>", ...}}') from None
+
     @field_validator("server_url")
     @classmethod
     def _check_server_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value.rstrip("/"), "KC_M2M_SERVER_URL")
+        if value is None:
+            return None
+        url = check_http_url(value.rstrip("/"), "KC_M2M_SERVER_URL")
+        if _REALM_URL.search(url):
+            raise ValueError(
+                "KC_M2M_SERVER_URL must be Keycloak's base URL (e.g. http://keycloak:8080), not a realm URL:"
+                " set KC_M2M_SERVER_URL to the base URL and KC_M2M_REALM to the realm, or list the realm URL"
+                " in KC_M2M_ISSUERS instead"
+            )
+        return url
+
+    @field_validator("realm", "audience")
+    @classmethod
+    def _refuse_padding(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value != value.strip():
+            raise ValueError(f"{_variable(str(info.field_name))} must not start or end with spaces: remove them")
+        return value
 
     @field_validator("issuers")
     @classmethod
