@@ -85,48 +85,58 @@ class KeycloakSettings(BaseSettings):
     # Inputs stay out of error messages: they may hold the client secret or private key.
     model_config = SettingsConfigDict(env_prefix="KC_M2M_", frozen=True, extra="forbid", hide_input_in_errors=True)
 
-    server_url: str | None = Field(None, description="Keycloak base URL, e.g. http://keycloak:8080")
-    realm: str | None = Field(None, description="Realm on server_url whose tokens are trusted")
-    issuers: _CommaList = Field((), description="Further trusted issuers, comma-separated")
+    server_url: str | None = Field(default=None, description="Keycloak base URL, e.g. http://keycloak:8080")
+    realm: str | None = Field(default=None, description="Realm on server_url whose tokens are trusted")
+    issuers: _CommaList = Field(default=(), description="Further trusted issuers, comma-separated")
     jwks_uris: _JsonMap = Field(default_factory=dict, description="JSON object issuer -> jwks_uri, skipping discovery")
     audience: str = Field(description="This API's client id; tokens must carry it in aud")
-    allowed_clients: _CommaList = Field((), description="Calling client ids (azp) allowed; empty: any")
-    algorithms: _CommaList = Field(("RS256",), description="Accepted JWS algorithms")
-    clock_skew: float = Field(60.0, ge=0, le=300, description="Seconds of leeway for exp, nbf and iat")
-    max_token_bytes: int = Field(16384, ge=1024, le=1 << 20, description="Longer tokens are refused")
-    jwks_ttl: float = Field(300.0, gt=0, description="Seconds a fetched key set counts as fresh")
-    jwks_refresh_ahead: float = Field(30.0, ge=0, description="Refresh this long before the TTL ends")
-    jwks_refetch_cooldown: float = Field(30.0, ge=0, description="Minimum seconds between unknown-kid refetches")
-    jwks_max_stale: float = Field(3600.0, gt=0, description="How long the last good key set serves in an outage")
-    jwks_retry_interval: float = Field(5.0, gt=0, description="Seconds between fetch attempts after a failure")
-    http_connect_timeout: float = Field(2.0, gt=0, description="Connect timeout towards Keycloak")
-    http_timeout: float = Field(5.0, gt=0, description="Total time one request to Keycloak may take")
-    http_max_body: int = Field(65536, ge=1024, description="Largest response body accepted from Keycloak")
-    token_cache_size: int = Field(10000, ge=0, description="Verified tokens remembered; 0 disables")
-    token_cache_ttl: float = Field(300.0, ge=0, description="Upper bound on a remembered token's life")
+    allowed_clients: _CommaList = Field(default=(), description="Calling client ids (azp) allowed; empty: any")
+    algorithms: _CommaList = Field(default=("RS256",), description="Accepted JWS algorithms")
+    clock_skew: float = Field(default=60.0, ge=0, le=300, description="Seconds of leeway for exp, nbf and iat")
+    max_token_bytes: int = Field(default=16384, ge=1024, le=1 << 20, description="Longer tokens are refused")
+    jwks_ttl: float = Field(default=300.0, gt=0, description="Seconds a fetched key set counts as fresh")
+    jwks_refresh_ahead: float = Field(default=30.0, ge=0, description="Refresh this long before the TTL ends")
+    jwks_refetch_cooldown: float = Field(
+        default=30.0, ge=0, description="Minimum seconds between unknown-kid refetches"
+    )
+    jwks_max_stale: float = Field(
+        default=3600.0, gt=0, description="How long the last good key set serves in an outage"
+    )
+    jwks_retry_interval: float = Field(default=5.0, gt=0, description="Seconds between fetch attempts after a failure")
+    http_connect_timeout: float = Field(default=2.0, gt=0, description="Connect timeout towards Keycloak")
+    http_timeout: float = Field(default=5.0, gt=0, description="Total time one request to Keycloak may take")
+    http_max_body: int = Field(default=65536, ge=1024, description="Largest response body accepted from Keycloak")
+    token_cache_size: int = Field(default=10000, ge=0, description="Verified tokens remembered; 0 disables")
+    token_cache_ttl: float = Field(default=300.0, ge=0, description="Upper bound on a remembered token's life")
     introspection: IntrospectionPolicy = Field(
-        "off", description="Token introspection: off, always, or per_route (routes using require_active_token)"
+        default="off", description="Token introspection: off, always, or per_route (routes using require_active_token)"
     )
     client_id: str | None = Field(
-        None, description="This API's own Keycloak client for introspection; default: audience"
+        default=None, description="This API's own Keycloak client for introspection; default: audience"
     )
-    client_secret: SecretStr | None = Field(None, description="Its secret (client_secret_basic, client_secret_post)")
-    client_auth_method: ClientAuthMethod = Field("client_secret_basic", description="How it authenticates")
+    client_secret: SecretStr | None = Field(
+        default=None, description="Its secret (client_secret_basic, client_secret_post)"
+    )
+    client_auth_method: ClientAuthMethod = Field(default="client_secret_basic", description="How it authenticates")
     client_private_key: SecretStr | None = Field(
-        None, description="For private_key_jwt: path to a PEM private key file, or a private JWK as JSON"
+        default=None, description="For private_key_jwt: path to a PEM private key file, or a private JWK as JSON"
     )
-    client_key_id: str | None = Field(None, description="kid of the client assertion; default: the JWK's kid")
-    client_assertion_alg: str = Field("RS256", description="Signing algorithm of the client assertion")
+    client_key_id: str | None = Field(default=None, description="kid of the client assertion; default: the JWK's kid")
+    client_assertion_alg: str = Field(default="RS256", description="Signing algorithm of the client assertion")
     introspection_endpoints: _JsonMap = Field(
         default_factory=dict, description="JSON object issuer -> introspection endpoint, skipping discovery"
     )
     introspection_cache_ttl: float = Field(
-        30.0, ge=0, description="Seconds an introspection answer is reused: how long a revoked token stays usable"
+        default=30.0,
+        ge=0,
+        description="Seconds an introspection answer is reused: how long a revoked token stays usable",
     )
-    introspection_cache_size: int = Field(10000, ge=0, description="Introspection answers remembered; 0 disables")
-    introspection_timeout: float = Field(3.0, gt=0, description="Total time one introspection call may take")
+    introspection_cache_size: int = Field(
+        default=10000, ge=0, description="Introspection answers remembered; 0 disables"
+    )
+    introspection_timeout: float = Field(default=3.0, gt=0, description="Total time one introspection call may take")
     lightweight_tokens: bool = Field(
-        False, description="Accept tokens without aud, taking aud and roles from the introspection answer"
+        default=False, description="Accept tokens without aud, taking aud and roles from the introspection answer"
     )
 
     if not TYPE_CHECKING:  # type checkers keep the generated keyword signature
