@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,10 @@ def test_bootstrap_installs_node_only_when_asked(tmp_path: Path) -> None:
 def test_bootstrap_refuses_unknown_options(tmp_path: Path) -> None:
     status, ran = bootstrap(tmp_path, "--with-nodes")
     assert (status, ran) == (2, [])
+
+
+def test_the_example_type_checks_strictly_as_a_users_code(tmp_path: Path) -> None:
+    """Public names re-exported and settings defaults visible to type checkers (``make lint`` runs it too)."""
+    command = [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path), "example_service"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603
+    assert result.returncode == 0, result.stdout
