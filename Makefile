@@ -10,7 +10,7 @@ lint:
 	.venv/bin/lint-imports
 
 test:
-	scripts/bootstrap
+	scripts/bootstrap --with-node
 	$(MAKE) lint
 	.venv/bin/python -m pytest
 

@@ -14,49 +14,52 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
+from typing import TypedDict
 
-from fastapi_kc_m2m import ClientCredentialsAuth, KeycloakAuth, KeycloakSettings
-from fastapi_kc_m2m.testing import TestIssuer, generate_key, serve_app
+from joserfc.jwk import RSAKey
+from pydantic import SecretStr
+
+from fastapi_kc_m2m import ClientCredentialsAuth, IntrospectionPolicy, KeycloakAuth, KeycloakSettings
+from fastapi_kc_m2m.testing import TestIssuer, serve_app
 
 from .app import READ_SCOPE, WRITER_ROLE, create_app
 from .machine_a import Callers, callers_from_environment, print_table, scenario
 
 MACHINE_B_SECRET = "machine-b-secret"
 REPORTING_SECRET = "reporting-secret"
+
+
+class Introspection(TypedDict):
+    """Machine B's introspection settings (see :class:`~fastapi_kc_m2m.KeycloakSettings`)."""
+
+    introspection: IntrospectionPolicy
+    introspection_cache_ttl: float
+
+
 #: Machine B's settings for the demo: introspection on the cancel route, answers never reused, so a
 #: revoked token is refused on its next introspected call (the default reuses answers for 30 s).
-INTROSPECTION = {"introspection": "per_route", "introspection_cache_ttl": 0}
-
-
-class DemoRealm(TestIssuer):
-    """The test issuer set up as ``keycloak/realm.json``: the optional scope ``orders:read``, and the
-    ``writer`` role of ``machine-b`` held by ``machine-a``'s service account."""
-
-    __test__ = False
-    service_account_roles: Mapping[str, Mapping[str, list[str]]] = {"machine-a": {"machine-b": [WRITER_ROLE]}}
-
-    def claims(self, *, client_id: str = "machine-a", **shape: Any) -> dict[str, Any]:
-        roles = {**self.service_account_roles.get(client_id, {}), **(shape.pop("client_roles", None) or {})}
-        return super().claims(client_id=client_id, client_roles=roles, **shape)
+INTROSPECTION: Introspection = {"introspection": "per_route", "introspection_cache_ttl": 0}
 
 
 @contextlib.contextmanager
 def local_realm() -> Iterator[tuple[KeycloakAuth, Callers]]:
-    """Machine B's verifier and Machine A's clients, against a :class:`DemoRealm` on loopback."""
-    with DemoRealm.serving(realm="demo") as realm:
-        realm.optional_scopes.add(READ_SCOPE)
-        key = generate_key("RS256")
-        realm.register_client("machine-a", public_key=key)
+    """Machine B's verifier and Machine A's clients, against a test issuer on loopback set up as
+    ``keycloak/realm.json``: the optional scope ``orders:read``, and the ``writer`` role of ``machine-b``
+    held by ``machine-a``'s service account."""
+    with TestIssuer.serving(realm="demo", optional_scopes={READ_SCOPE}) as realm:
+        key = RSAKey.generate_key(2048, auto_kid=True)  # machine-a's private_key_jwt key (kid: RFC 7638)
+        realm.register_client("machine-a", public_key=key, client_roles={"machine-b": [WRITER_ROLE]})
         realm.register_client("reporting", secret=REPORTING_SECRET)
         realm.register_client("machine-b", secret=MACHINE_B_SECRET)
-        issuer = {"issuer": realm.issuer}
+        issuer = realm.issuer
         callers = Callers(
-            issuer=realm.issuer,
-            machine_a=ClientCredentialsAuth("machine-a", private_key=key, scope=READ_SCOPE, **issuer),
-            reporting=ClientCredentialsAuth("reporting", client_secret=REPORTING_SECRET, scope=READ_SCOPE, **issuer),
-            reporting_unscoped=ClientCredentialsAuth("reporting", client_secret=REPORTING_SECRET, **issuer),
+            issuer=issuer,
+            machine_a=ClientCredentialsAuth("machine-a", issuer=issuer, private_key=key, scope=READ_SCOPE),
+            reporting=ClientCredentialsAuth(
+                "reporting", issuer=issuer, client_secret=REPORTING_SECRET, scope=READ_SCOPE
+            ),
+            reporting_unscoped=ClientCredentialsAuth("reporting", issuer=issuer, client_secret=REPORTING_SECRET),
             revoke=realm.revoke,
         )
         yield KeycloakAuth(realm.settings(client_secret=MACHINE_B_SECRET, **INTROSPECTION)), callers
@@ -66,9 +69,14 @@ def local_realm() -> Iterator[tuple[KeycloakAuth, Callers]]:
 def keycloak_realm() -> Iterator[tuple[KeycloakAuth, Callers]]:
     """Machine B's verifier (``KC_M2M_*``, with the demo's defaults) and Machine A's clients, against the
     Keycloak at ``KC_M2M_SERVER_URL``."""
-    defaults = {"realm": "demo", "audience": "machine-b", "client_secret": MACHINE_B_SECRET}
-    unset = {name: value for name, value in defaults.items() if f"KC_M2M_{name.upper()}" not in os.environ}
-    yield KeycloakAuth(KeycloakSettings(**unset, **INTROSPECTION)), callers_from_environment()
+    env = os.environ
+    settings = KeycloakSettings(
+        realm=env.get("KC_M2M_REALM", "demo"),
+        audience=env.get("KC_M2M_AUDIENCE", "machine-b"),
+        client_secret=SecretStr(env.get("KC_M2M_CLIENT_SECRET", MACHINE_B_SECRET)),
+        **INTROSPECTION,
+    )
+    yield KeycloakAuth(settings), callers_from_environment()
 
 
 def main() -> None:

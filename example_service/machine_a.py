@@ -158,7 +158,6 @@ def callers_from_environment(environ: dict[str, str] | None = None) -> Callers:
     key, algorithm = load_signing_key(env.get("DEMO_MACHINE_A_KEY", "keys/machine-a.key.pem"))
     secret_id = env.get("DEMO_SECRET_CLIENT_ID", "reporting")
     secret = env.get("DEMO_SECRET_CLIENT_SECRET", "reporting-secret")
-    endpoints = {"issuer": issuer, "token_endpoint": token_endpoint}
     assertion = client_authentication("private_key_jwt", machine_a_id, private_key=key, algorithm=algorithm)
 
     def revoke(token: str) -> None:
@@ -171,10 +170,19 @@ def callers_from_environment(environ: dict[str, str] | None = None) -> Callers:
     return Callers(
         issuer=issuer,
         machine_a=ClientCredentialsAuth(
-            machine_a_id, private_key=key, algorithm=algorithm, scope=READ_SCOPE, **endpoints
+            machine_a_id,
+            issuer=issuer,
+            token_endpoint=token_endpoint,
+            private_key=key,
+            algorithm=algorithm,
+            scope=READ_SCOPE,
         ),
-        reporting=ClientCredentialsAuth(secret_id, client_secret=secret, scope=READ_SCOPE, **endpoints),
-        reporting_unscoped=ClientCredentialsAuth(secret_id, client_secret=secret, **endpoints),
+        reporting=ClientCredentialsAuth(
+            secret_id, issuer=issuer, token_endpoint=token_endpoint, client_secret=secret, scope=READ_SCOPE
+        ),
+        reporting_unscoped=ClientCredentialsAuth(
+            secret_id, issuer=issuer, token_endpoint=token_endpoint, client_secret=secret
+        ),
         revoke=revoke,
     )
 

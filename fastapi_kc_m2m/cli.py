@@ -23,13 +23,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from joserfc.jwk import ECKey, RSAKey
-from pydantic import ValidationError
 
 from ._jose.jws import parse
 from .client import ClientCredentialsAuth, ClientCredentialsError, key_id, load_signing_key, public_jwks
 from .errors import AuthError, IdentityProviderUnavailable
 from .server.verifier import TokenVerifier
-from .settings import KeycloakSettings
+from .settings import KeycloakSettings, SettingsError
 
 __all__ = ["main"]
 
@@ -330,8 +329,8 @@ def _failure(exc: Exception) -> tuple[str, int]:
     if isinstance(exc, ClientCredentialsError):
         unavailable = exc.error in ("network_error", "invalid_response")
         return f"token request failed: {exc}", EXIT_UNAVAILABLE if unavailable else EXIT_REFUSED
-    if isinstance(exc, ValidationError):  # settings: pydantic's first complaint, without its prefix
-        return "configuration: " + str(exc.errors()[0]["msg"]).removeprefix("Value error, "), EXIT_USAGE
+    if isinstance(exc, SettingsError):  # one line per problem; main prints the first
+        return f"configuration: {exc}", EXIT_USAGE
     if isinstance(exc, ValueError | OSError) and str(exc):
         return str(exc), EXIT_USAGE
     return f"unexpected {type(exc).__name__}", EXIT_USAGE

@@ -6,22 +6,41 @@ naming the variable to fix.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._idp.client_auth import ClientAuthMethod
 from ._idp.http import HttpLimits
 from ._idp.urls import check_http_url
 from ._jose.algorithms import ASSERTION_ALGORITHMS, SUPPORTED_ALGORITHMS
+from ._jose.strictjson import loads_object
 
-__all__ = ["SUPPORTED_ALGORITHMS", "IntrospectionPolicy", "KeycloakSettings"]
+__all__ = ["SUPPORTED_ALGORITHMS", "IntrospectionPolicy", "KeycloakSettings", "SettingsError"]
+
+_PREFIX = "KC_M2M_"
+_REALM_URL = re.compile(r"/realms/[^/]+$")
 
 #: When tokens are introspected (RFC 7662): never, for every request, or on routes that ask for it.
 IntrospectionPolicy = Literal["off", "always", "per_route"]
 
 _CommaList = Annotated[tuple[str, ...], NoDecode]
+#: A JSON object in the environment, parsed by the field's validator so its errors name the variable.
+_JsonMap = Annotated[dict[str, str], NoDecode]
+
+
+class SettingsError(ValueError):
+    """Invalid settings: ``str()`` is one line per problem, each naming the ``KC_M2M_*`` variable to fix."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
 
 
 def _split(value: Any) -> Any:
@@ -29,6 +48,31 @@ def _split(value: Any) -> Any:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
+
+
+def _variable(field: str) -> str:
+    return f"{_PREFIX}{field.upper()}"
+
+
+def _unknown_variables(environ: Mapping[str, str], fields: Iterable[str]) -> list[str]:
+    """A problem for every ``KC_M2M_*`` variable that names no setting, with the closest valid one."""
+    known = [_variable(field) for field in fields]
+    problems = []
+    for name in sorted(name.upper() for name in environ if name.upper().startswith(_PREFIX)):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else "unset it"
+            problems.append(f"{name} is not a setting: {hint}")
+    return problems
+
+
+def _describe(error: ErrorDetails, descriptions: Mapping[str, str | None]) -> str:
+    """One line for one validation error, naming the variable (never the input: it may be a secret)."""
+    message = error["msg"].removeprefix("Value error, ")
+    field = str(error["loc"][0]) if error["loc"] else ""
+    if not field or _PREFIX in message:
+        return message
+    return f"fix {_variable(field)} ({descriptions.get(field) or field}): {message}"
 
 
 class KeycloakSettings(BaseSettings):
@@ -41,51 +85,73 @@ class KeycloakSettings(BaseSettings):
     # Inputs stay out of error messages: they may hold the client secret or private key.
     model_config = SettingsConfigDict(env_prefix="KC_M2M_", frozen=True, extra="forbid", hide_input_in_errors=True)
 
-    server_url: str | None = Field(None, description="Keycloak base URL, e.g. http://keycloak:8080")
-    realm: str | None = Field(None, description="Realm on server_url whose tokens are trusted")
-    issuers: _CommaList = Field((), description="Further trusted issuers, comma-separated")
-    jwks_uris: dict[str, str] = Field(
-        default_factory=dict, description="JSON object issuer -> jwks_uri, skipping discovery"
-    )
+    server_url: str | None = Field(default=None, description="Keycloak base URL, e.g. http://keycloak:8080")
+    realm: str | None = Field(default=None, description="Realm on server_url whose tokens are trusted")
+    issuers: _CommaList = Field(default=(), description="Further trusted issuers, comma-separated")
+    jwks_uris: _JsonMap = Field(default_factory=dict, description="JSON object issuer -> jwks_uri, skipping discovery")
     audience: str = Field(description="This API's client id; tokens must carry it in aud")
-    allowed_clients: _CommaList = Field((), description="Calling client ids (azp) allowed; empty: any")
-    algorithms: _CommaList = Field(("RS256",), description="Accepted JWS algorithms")
-    clock_skew: float = Field(60.0, ge=0, le=300, description="Seconds of leeway for exp, nbf and iat")
-    max_token_bytes: int = Field(16384, ge=1024, le=1 << 20, description="Longer tokens are refused")
-    jwks_ttl: float = Field(300.0, gt=0, description="Seconds a fetched key set counts as fresh")
-    jwks_refresh_ahead: float = Field(30.0, ge=0, description="Refresh this long before the TTL ends")
-    jwks_refetch_cooldown: float = Field(30.0, ge=0, description="Minimum seconds between unknown-kid refetches")
-    jwks_max_stale: float = Field(3600.0, gt=0, description="How long the last good key set serves in an outage")
-    jwks_retry_interval: float = Field(5.0, gt=0, description="Seconds between fetch attempts after a failure")
-    http_connect_timeout: float = Field(2.0, gt=0, description="Connect timeout towards Keycloak")
-    http_timeout: float = Field(5.0, gt=0, description="Total time one request to Keycloak may take")
-    http_max_body: int = Field(65536, ge=1024, description="Largest response body accepted from Keycloak")
-    token_cache_size: int = Field(10000, ge=0, description="Verified tokens remembered; 0 disables")
-    token_cache_ttl: float = Field(300.0, ge=0, description="Upper bound on a remembered token's life")
+    allowed_clients: _CommaList = Field(default=(), description="Calling client ids (azp) allowed; empty: any")
+    algorithms: _CommaList = Field(default=("RS256",), description="Accepted JWS algorithms")
+    clock_skew: float = Field(default=60.0, ge=0, le=300, description="Seconds of leeway for exp, nbf and iat")
+    max_token_bytes: int = Field(default=16384, ge=1024, le=1 << 20, description="Longer tokens are refused")
+    jwks_ttl: float = Field(default=300.0, gt=0, description="Seconds a fetched key set counts as fresh")
+    jwks_refresh_ahead: float = Field(default=30.0, ge=0, description="Refresh this long before the TTL ends")
+    jwks_refetch_cooldown: float = Field(
+        default=30.0, ge=0, description="Minimum seconds between unknown-kid refetches"
+    )
+    jwks_max_stale: float = Field(
+        default=3600.0, gt=0, description="How long the last good key set serves in an outage"
+    )
+    jwks_retry_interval: float = Field(default=5.0, gt=0, description="Seconds between fetch attempts after a failure")
+    http_connect_timeout: float = Field(default=2.0, gt=0, description="Connect timeout towards Keycloak")
+    http_timeout: float = Field(default=5.0, gt=0, description="Total time one request to Keycloak may take")
+    http_max_body: int = Field(default=65536, ge=1024, description="Largest response body accepted from Keycloak")
+    token_cache_size: int = Field(default=10000, ge=0, description="Verified tokens remembered; 0 disables")
+    token_cache_ttl: float = Field(default=300.0, ge=0, description="Upper bound on a remembered token's life")
     introspection: IntrospectionPolicy = Field(
-        "off", description="Token introspection: off, always, or per_route (routes using require_active_token)"
+        default="off", description="Token introspection: off, always, or per_route (routes using require_active_token)"
     )
     client_id: str | None = Field(
-        None, description="This API's own Keycloak client for introspection; default: audience"
+        default=None, description="This API's own Keycloak client for introspection; default: audience"
     )
-    client_secret: SecretStr | None = Field(None, description="Its secret (client_secret_basic, client_secret_post)")
-    client_auth_method: ClientAuthMethod = Field("client_secret_basic", description="How it authenticates")
+    client_secret: SecretStr | None = Field(
+        default=None, description="Its secret (client_secret_basic, client_secret_post)"
+    )
+    client_auth_method: ClientAuthMethod = Field(default="client_secret_basic", description="How it authenticates")
     client_private_key: SecretStr | None = Field(
-        None, description="For private_key_jwt: path to a PEM private key file, or a private JWK as JSON"
+        default=None, description="For private_key_jwt: path to a PEM private key file, or a private JWK as JSON"
     )
-    client_key_id: str | None = Field(None, description="kid of the client assertion; default: the JWK's kid")
-    client_assertion_alg: str = Field("RS256", description="Signing algorithm of the client assertion")
-    introspection_endpoints: dict[str, str] = Field(
+    client_key_id: str | None = Field(default=None, description="kid of the client assertion; default: the JWK's kid")
+    client_assertion_alg: str = Field(default="RS256", description="Signing algorithm of the client assertion")
+    introspection_endpoints: _JsonMap = Field(
         default_factory=dict, description="JSON object issuer -> introspection endpoint, skipping discovery"
     )
     introspection_cache_ttl: float = Field(
-        30.0, ge=0, description="Seconds an introspection answer is reused: how long a revoked token stays usable"
+        default=30.0,
+        ge=0,
+        description="Seconds an introspection answer is reused: how long a revoked token stays usable",
     )
-    introspection_cache_size: int = Field(10000, ge=0, description="Introspection answers remembered; 0 disables")
-    introspection_timeout: float = Field(3.0, gt=0, description="Total time one introspection call may take")
+    introspection_cache_size: int = Field(
+        default=10000, ge=0, description="Introspection answers remembered; 0 disables"
+    )
+    introspection_timeout: float = Field(default=3.0, gt=0, description="Total time one introspection call may take")
     lightweight_tokens: bool = Field(
-        False, description="Accept tokens without aud, taking aud and roles from the introspection answer"
+        default=False, description="Accept tokens without aud, taking aud and roles from the introspection answer"
     )
+
+    if not TYPE_CHECKING:  # type checkers keep the generated keyword signature
+
+        def __init__(self, **values: Any) -> None:
+            """Validate every source; raise :class:`SettingsError` listing each problem."""
+            problems = _unknown_variables(os.environ, type(self).model_fields)
+            try:
+                super().__init__(**values)
+            except ValidationError as exc:
+                fields = type(self).model_fields.items()
+                descriptions = {name: field.description for name, field in fields}
+                problems += [_describe(error, descriptions) for error in exc.errors()]
+            if problems:
+                raise SettingsError(problems) from None
 
     @model_validator(mode="before")
     @classmethod
@@ -102,10 +168,37 @@ class KeycloakSettings(BaseSettings):
     def _split_lists(cls, value: Any) -> Any:
         return _split(value)
 
+    @field_validator("jwks_uris", "introspection_endpoints", mode="before")
+    @classmethod
+    def _parse_json_maps(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return loads_object(value.encode())
+        except ValueError:
+            variable = _variable(str(info.field_name))
+            raise ValueError(f'{variable} must be a JSON object: {{"<issuer>": "<URL>", ...}}') from None
+
     @field_validator("server_url")
     @classmethod
     def _check_server_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value.rstrip("/"), "KC_M2M_SERVER_URL")
+        if value is None:
+            return None
+        url = check_http_url(value.rstrip("/"), "KC_M2M_SERVER_URL")
+        if _REALM_URL.search(url):
+            raise ValueError(
+                "KC_M2M_SERVER_URL must be Keycloak's base URL (e.g. http://keycloak:8080), not a realm URL:"
+                " set KC_M2M_SERVER_URL to the base URL and KC_M2M_REALM to the realm, or list the realm URL"
+                " in KC_M2M_ISSUERS instead"
+            )
+        return url
+
+    @field_validator("realm", "audience")
+    @classmethod
+    def _refuse_padding(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and value != value.strip():
+            raise ValueError(f"{_variable(str(info.field_name))} must not start or end with spaces: remove them")
+        return value
 
     @field_validator("issuers")
     @classmethod

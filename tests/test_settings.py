@@ -1,7 +1,10 @@
+import traceback
+
 import pytest
 from pydantic import ValidationError
 
-from fastapi_kc_m2m import KeycloakSettings
+from fastapi_kc_m2m import KeycloakSettings, SettingsError
+from fastapi_kc_m2m.cli import main
 
 BASE = {"server_url": "http://kc:8080/", "realm": "demo", "audience": "machine-b"}
 
@@ -55,18 +58,18 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
         ({"jwks_uris": {"http://elsewhere/realms/x": "http://kc/certs"}}, "not trusted"),
         ({"jwks_refresh_ahead": 300}, "shorter than KC_M2M_JWKS_TTL"),
         ({"jwks_max_stale": 10}, "at least KC_M2M_JWKS_TTL"),
-        ({"clock_skew": -1}, "clock_skew"),
-        ({"max_token_bytes": 10}, "max_token_bytes"),
+        ({"clock_skew": -1}, "KC_M2M_CLOCK_SKEW"),
+        ({"max_token_bytes": 10}, "KC_M2M_MAX_TOKEN_BYTES"),
     ],
 )
 def test_invalid_settings_say_what_to_fix(overrides: dict[str, object], hint: str) -> None:
-    with pytest.raises(ValidationError, match=hint.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+    with pytest.raises(SettingsError, match=hint.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         KeycloakSettings(**(BASE | overrides))
 
 
 def test_audience_is_required_with_a_helpful_message(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KC_M2M_AUDIENCE", raising=False)
-    with pytest.raises(ValidationError, match="set KC_M2M_AUDIENCE"):
+    with pytest.raises(SettingsError, match="set KC_M2M_AUDIENCE"):
         KeycloakSettings(server_url="http://kc", realm="demo")  # type: ignore[call-arg]
 
 
@@ -124,18 +127,18 @@ def test_introspection_environment_variables(monkeypatch: pytest.MonkeyPatch) ->
             },
             "uses KC_M2M_CLIENT_PRIVATE_KEY only",
         ),
-        ({"introspection": "sometimes"}, "introspection"),
-        ({"client_auth_method": "client_secret_jwt"}, "client_auth_method"),
+        ({"introspection": "sometimes"}, "KC_M2M_INTROSPECTION"),
+        ({"client_auth_method": "client_secret_jwt"}, "KC_M2M_CLIENT_AUTH_METHOD"),
         ({"client_assertion_alg": "HS256"}, "KC_M2M_CLIENT_ASSERTION_ALG must be one of"),
         ({"client_assertion_alg": "EdDSA"}, "KC_M2M_CLIENT_ASSERTION_ALG must be one of"),
         ({"introspection_endpoints": {"http://elsewhere/realms/x": "http://kc/i"}}, "KC_M2M_INTROSPECTION_ENDPOINTS"),
         ({"introspection_endpoints": {"http://kc:8080/realms/demo": "kc/i"}}, "http(s) URL"),
-        ({"introspection_cache_ttl": -1}, "introspection_cache_ttl"),
-        ({"introspection_timeout": 0}, "introspection_timeout"),
+        ({"introspection_cache_ttl": -1}, "KC_M2M_INTROSPECTION_CACHE_TTL"),
+        ({"introspection_timeout": 0}, "KC_M2M_INTROSPECTION_TIMEOUT"),
     ],
 )
 def test_invalid_introspection_settings_say_what_to_fix(overrides: dict[str, object], hint: str) -> None:
-    with pytest.raises(ValidationError, match=hint.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SettingsError, match=hint.replace("(", r"\(").replace(")", r"\)")):
         KeycloakSettings(**(BASE | overrides))
 
 
@@ -156,7 +159,104 @@ def test_policy_off_needs_no_credentials() -> None:
     ],
 )
 def test_validation_errors_never_echo_credentials(overrides: dict[str, object]) -> None:
-    with pytest.raises(ValidationError) as error:
+    with pytest.raises(SettingsError) as error:
         KeycloakSettings(**BASE, introspection="always", **overrides)
     assert "TOPSECRET" not in str(error.value)
     assert "PRIVATEPART" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "closest"),
+    [
+        ("KC_M2M_ALGORITHM", "KC_M2M_ALGORITHMS"),
+        ("KC_M2M_ISSUER", "KC_M2M_ISSUERS"),
+        ("kc_m2m_clockskew", "KC_M2M_CLOCK_SKEW"),
+    ],
+)
+def test_unknown_variables_name_the_closest_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, closest: str
+) -> None:
+    monkeypatch.setenv(variable, "RS256")
+    with pytest.raises(SettingsError) as error:
+        KeycloakSettings(**BASE)
+    assert str(error.value) == f"{variable.upper()} is not a setting: did you mean {closest}?"
+
+
+def test_unknown_variable_without_a_close_setting_is_to_be_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KC_M2M_XYZZY", "1")
+    with pytest.raises(SettingsError, match=r"^KC_M2M_XYZZY is not a setting: unset it$"):
+        KeycloakSettings(**BASE)
+
+
+@pytest.mark.parametrize("server_url", ["http://kc:8080/realms/demo", "http://kc:8080/realms/demo/"])
+def test_a_realm_url_as_server_url_is_refused(server_url: str) -> None:
+    with pytest.raises(SettingsError, match="KC_M2M_SERVER_URL must be Keycloak's base URL") as error:
+        KeycloakSettings(**(BASE | {"server_url": server_url}))
+    assert "KC_M2M_ISSUERS" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "variable"),
+    [
+        ("realm", " demo", "KC_M2M_REALM"),
+        ("realm", "demo ", "KC_M2M_REALM"),
+        ("audience", "machine-b\t", "KC_M2M_AUDIENCE"),
+    ],
+)
+def test_realm_and_audience_with_surrounding_spaces_are_refused(field: str, value: str, variable: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{variable} must not start or end with spaces"):
+        KeycloakSettings(**(BASE | {field: value}))
+
+
+def test_every_problem_is_one_line_naming_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KC_M2M_CLOCK_SKEW", "-1")
+    monkeypatch.setenv("KC_M2M_JWKS_URIS", "{not json")
+    monkeypatch.setenv("KC_M2M_CLOCKSKEW", "5")
+    with pytest.raises(SettingsError) as error:
+        KeycloakSettings(**BASE)
+    assert error.value.problems == (
+        "KC_M2M_CLOCKSKEW is not a setting: did you mean KC_M2M_CLOCK_SKEW?",
+        'KC_M2M_JWKS_URIS must be a JSON object: {"<issuer>": "<URL>", ...}',
+        "fix KC_M2M_CLOCK_SKEW (Seconds of leeway for exp, nbf and iat): Input should be greater than or equal to 0",
+    )
+    assert str(error.value) == "\n".join(error.value.problems)
+    assert isinstance(error.value, ValueError)
+    assert error.value.__cause__ is None
+    assert error.value.__suppress_context__
+
+
+def test_the_traceback_is_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KC_M2M_CLOCK_SKEW", "soon")
+    with pytest.raises(SettingsError) as error:
+        KeycloakSettings(**BASE)
+    printed = "".join(traceback.format_exception(error.value))
+    assert "EnvSettingsSource" not in printed
+    assert "clock_skew" not in printed.replace("KC_M2M_CLOCK_SKEW", "")
+    assert printed.count("\n") < 15
+
+
+def test_a_bad_json_variable_names_the_variable_not_the_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KC_M2M_INTROSPECTION_ENDPOINTS", '{"http://kc:8080/realms/demo": 5}')
+    with pytest.raises(SettingsError, match=r"^fix KC_M2M_INTROSPECTION_ENDPOINTS .*: Input should be a valid string$"):
+        KeycloakSettings(**BASE)
+
+
+def test_unknown_variable_values_and_secrets_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KC_M2M_CLIENT_SECRETS", "TOPSECRET")
+    monkeypatch.setenv("KC_M2M_JWKS_URIS", "TOPSECRET")
+    with pytest.raises(SettingsError) as error:
+        KeycloakSettings(**BASE)
+    assert "KC_M2M_CLIENT_SECRETS is not a setting: did you mean KC_M2M_CLIENT_SECRET?" in str(error.value)
+    assert "TOPSECRET" not in str(error.value)
+
+
+def test_the_cli_prints_one_configuration_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KC_M2M_CLOCKSKEW", "5")
+    monkeypatch.setenv("KC_M2M_CLOCK_SKEW", "-1")
+    status = main(["verify", "--issuer", "http://kc.test/realms/x", "--audience", "machine-b", "token"])
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "kc-m2m verify: configuration: KC_M2M_CLOCKSKEW is not a setting: did you mean KC_M2M_CLOCK_SKEW?\n"
+    )

@@ -12,7 +12,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -28,11 +28,14 @@ _ALGORITHMS = sorted(SUPPORTED_ALGORITHMS)
 
 @dataclass(frozen=True, slots=True)
 class RegisteredClient:
-    """A confidential client: a secret (``client-secret``) or a public key (``client-jwt``)."""
+    """A confidential client: a secret (``client-secret``) or a public key (``client-jwt``), and the
+    roles of its service account (realm roles; client id -> role names)."""
 
     client_id: str
     secret: str | None = None
     public_key: RSAKey | ECKey | OKPKey | None = None
+    realm_roles: tuple[str, ...] = ()
+    client_roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class ClientRegistry:

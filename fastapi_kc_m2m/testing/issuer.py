@@ -18,7 +18,12 @@ It also introspects its tokens (RFC 7662) for registered clients, and revokes th
         issuer.revoke(token)  # refused once the introspection cache time has passed
 
 Registered clients also get tokens from its token endpoint (``grant_type=client_credentials``), as a
-calling machine does with :class:`fastapi_kc_m2m.client.ClientCredentialsAuth`.
+calling machine does with :class:`fastapi_kc_m2m.client.ClientCredentialsAuth`. As in Keycloak, a
+requested scope must be one of the issuer's ``optional_scopes`` (else ``invalid_scope``), and the
+tokens carry the roles the client was registered with::
+
+    issuer = TestIssuer(audience="orders", optional_scopes={"orders:read"})
+    issuer.register_client("billing", secret="s3cret", client_roles={"orders": ["writer"]})
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -94,6 +99,8 @@ class TestIssuer:
     ``"token"``);
     ``fail()`` makes an endpoint misbehave until ``heal()``. With ``audience_rule=True`` introspection
     behaves as Keycloak 26.6.2+: a token is inactive unless the introspecting client is in its ``aud``.
+    The token endpoint grants only scopes among ``optional_scopes``: Keycloak's default optional client
+    scopes plus those given (RFC 6749 §3.3; others are refused with ``invalid_scope``).
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -107,6 +114,7 @@ class TestIssuer:
         algorithm: str = "RS256",
         clock: Callable[[], float] = time.time,
         audience_rule: bool = False,
+        optional_scopes: Iterable[str] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.realm = realm
@@ -124,7 +132,7 @@ class TestIssuer:
         #: Client-credentials grants: token lifetime, scopes a client may request beyond the default
         #: ``profile email``, and clients without a service account (``unauthorized_client``).
         self.token_lifetime = 300
-        self.optional_scopes = {"openid", "address", "phone", "offline_access", "microprofile-jwt"}
+        self.optional_scopes = {"openid", "address", "phone", "offline_access", "microprofile-jwt", *optional_scopes}
         self.no_service_account: set[str] = set()
         endpoints = self.discovery_document()
         self.clients = ClientRegistry(
@@ -164,14 +172,15 @@ class TestIssuer:
     @classmethod
     @contextlib.contextmanager
     def serving(cls, realm: str = "test", **options: Any) -> Iterator[TestIssuer]:
-        """Run a new issuer on ``http://127.0.0.1:<free port>`` with uvicorn in a thread."""
-        sock = loopback_socket()
-        issuer = cls(f"http://127.0.0.1:{sock.getsockname()[1]}", realm, **options)
-        with serve_app(issuer.app, sock):
-            try:
-                yield issuer
-            finally:
-                issuer._stopping.set()  # end requests hanging in "timeout" mode, or shutdown waits for them
+        """Run a new issuer on ``http://127.0.0.1:<free port>`` with uvicorn (``pip install
+        fastapi_kc_m2m[testing]``) in a thread; ``options`` go to the constructor."""
+        with loopback_socket() as sock:
+            issuer = cls(f"http://127.0.0.1:{sock.getsockname()[1]}", realm, **options)
+            with serve_app(issuer.app, sock):
+                try:
+                    yield issuer
+                finally:
+                    issuer._stopping.set()  # end requests hanging in "timeout" mode, or shutdown waits for them
 
     def fail(self, endpoint: Literal["discovery", "jwks", "introspection", "token"], mode: FailureMode) -> None:
         """Make ``endpoint`` misbehave in the given way until :meth:`heal`."""
@@ -247,10 +256,19 @@ class TestIssuer:
 
     def token_response(self, client_id: str, scopes: Sequence[str] = ()) -> dict[str, Any]:
         """Keycloak's answer to a client-credentials grant (RFC 6749 §5.1): a new token for ``client_id``
-        (its ``azp``) with the requested ``scopes`` before the default ``profile email``."""
+        (its ``azp``) with the requested ``scopes`` before the default ``profile email``, and the roles
+        the client was registered with."""
         scope = " ".join(dict.fromkeys([*scopes, "profile", "email"]))
+        client = self.clients.clients.get(client_id, RegisteredClient(client_id))
+        token = self.token(
+            client_id=client_id,
+            scope=scope,
+            lifetime=self.token_lifetime,
+            realm_roles=client.realm_roles,
+            client_roles=client.client_roles,
+        )
         return {
-            "access_token": self.token(client_id=client_id, scope=scope, lifetime=self.token_lifetime),
+            "access_token": token,
             "expires_in": self.token_lifetime,
             "refresh_expires_in": 0,
             "token_type": "Bearer",
@@ -278,11 +296,22 @@ class TestIssuer:
 
     # ----------------------------------------------------------------- introspection
     def register_client(
-        self, client_id: str | None = None, *, secret: str | None = None, public_key: SigningKey | None = None
+        self,
+        client_id: str | None = None,
+        *,
+        secret: str | None = None,
+        public_key: SigningKey | None = None,
+        realm_roles: Sequence[str] = (),
+        client_roles: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        """Register a confidential client (default id: the audience) that may introspect: with a
-        ``secret`` (``client_secret_basic``/``client_secret_post``) or a ``public_key`` (``private_key_jwt``)."""
-        self.clients.register(RegisteredClient(client_id or self.audience, secret, public_key))
+        """Register a confidential client (default id: the audience) that may introspect and get tokens:
+        with a ``secret`` (``client_secret_basic``/``client_secret_post``) or a ``public_key``
+        (``private_key_jwt``). Its service account holds ``realm_roles`` and ``client_roles`` (client id
+        -> role names): the token endpoint's tokens for it carry them."""
+        roles = {client: tuple(names) for client, names in (client_roles or {}).items()}
+        self.clients.register(
+            RegisteredClient(client_id or self.audience, secret, public_key, tuple(realm_roles), roles)
+        )
 
     def revoke(self, token: str) -> None:
         """Revoke ``token`` (Keycloak's ``/revoke``): introspection calls it inactive from now on."""
@@ -346,8 +375,8 @@ class TestIssuer:
         client_id: str = "machine-a",
         audience: str | list[str] | None = None,
         scope: str = "profile email",
-        realm_roles: tuple[str, ...] = (),
-        client_roles: Mapping[str, list[str]] | None = None,
+        realm_roles: Sequence[str] = (),
+        client_roles: Mapping[str, Sequence[str]] | None = None,
         lifetime: int = 300,
     ) -> dict[str, Any]:
         """Claims of a Keycloak 26 client-credentials access token, in Keycloak's issuance order."""

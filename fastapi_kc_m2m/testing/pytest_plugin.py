@@ -7,7 +7,8 @@ imported by pytest only). Every fixture starts with ``kc_``:
 - ``kc_issuer`` — a :class:`~fastapi_kc_m2m.testing.TestIssuer` for that audience, in-process;
 - ``kc_token`` — its :meth:`~fastapi_kc_m2m.testing.TestIssuer.token`: ``kc_token(scope="orders:read")``;
 - ``kc_auth`` — a :class:`~fastapi_kc_m2m.KeycloakResourceServer` trusting the issuer and fetching its keys
-  in-process: hand it to your app instead of the one reading ``KC_M2M_*``.
+  in-process: hand it to your app instead of the one reading ``KC_M2M_*``. An async fixture run by
+  anyio's pytest plugin (installed with anyio; ``anyio_backend`` picks the event loop), closed after the test.
 
 ::
 
@@ -19,7 +20,7 @@ imported by pytest only). Every fixture starts with ``kc_``:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -48,6 +49,11 @@ def kc_token(kc_issuer: TestIssuer) -> Callable[..., str]:
 
 
 @pytest.fixture
-def kc_auth(kc_issuer: TestIssuer) -> KeycloakResourceServer:
-    """A verifier wired to ``kc_issuer`` with no network; more settings via ``kc_issuer.auth(...)``."""
-    return kc_issuer.auth()
+async def kc_auth(kc_issuer: TestIssuer, anyio_backend: object) -> AsyncIterator[KeycloakResourceServer]:
+    """A verifier wired to ``kc_issuer`` with no network, closed after the test; more settings via
+    ``kc_issuer.auth(...)``."""
+    auth = kc_issuer.auth()
+    try:
+        yield auth
+    finally:
+        await auth.aclose()

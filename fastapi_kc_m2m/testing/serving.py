@@ -27,7 +27,11 @@ def serve_app(
     app: ASGIApp, sock: socket.socket | None = None, *, lifespan: Literal["auto", "on", "off"] = "off"
 ) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a thread on ``sock`` (default: a free loopback port); yield its base URL."""
-    import uvicorn  # noqa: PLC0415 - only the "testing" extra installs it
+    try:
+        import uvicorn  # noqa: PLC0415 - only the "testing" extra installs it
+    except ModuleNotFoundError:
+        message = "serving on loopback needs uvicorn: pip install 'fastapi_kc_m2m[testing]'"
+        raise ModuleNotFoundError(message, name="uvicorn") from None
 
     sock = sock or loopback_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from example_service import demo
 from example_service.machine_a import Outcome, print_table, scenario
 from fastapi_kc_m2m.testing import serve_app
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +72,58 @@ def test_demo_prints_the_table_without_keycloak(
     out = capsys.readouterr().out
     assert "test issuer (no Keycloak)" in out
     assert "POST /orders/1/cancel" in out
+
+
+def make_dry_run(target: str) -> str:
+    """The commands ``make <target>`` would run, without running them."""
+    result = subprocess.run(  # noqa: S603 - make, on the project's Makefile
+        [str(shutil.which("make")), "-n", "-C", str(ROOT), target], capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_the_demo_needs_no_node_but_the_tests_do() -> None:
+    demo_recipe, test_recipe = make_dry_run("demo"), make_dry_run("test")
+    assert "scripts/bootstrap\n" in demo_recipe
+    assert "npm" not in demo_recipe
+    assert "--with-node" not in demo_recipe
+    assert "scripts/bootstrap --with-node\n" in test_recipe
+
+
+def bootstrap(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
+    """Run a copy of scripts/bootstrap in ``tmp_path`` with python3, the venv's python and npm stubbed;
+    return its exit status and the commands it ran."""
+    log, stubs = tmp_path / "ran.log", tmp_path / "bin"
+    for stub in (stubs / "python3", stubs / "npm", tmp_path / ".venv" / "bin" / "python"):
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text(f'#!/bin/sh\necho "{stub.name} $*" >> "{log}"\n')
+        stub.chmod(0o755)
+    (tmp_path / "scripts").mkdir()
+    shutil.copy2(ROOT / "scripts" / "bootstrap", tmp_path / "scripts" / "bootstrap")
+    env = os.environ | {"PATH": f"{stubs}:/usr/bin:/bin"}
+    result = subprocess.run(  # noqa: S603 - a copy of our own script, with stubbed tools
+        [str(tmp_path / "scripts" / "bootstrap"), *args], env=env, capture_output=True, check=False
+    )
+    return result.returncode, log.read_text().splitlines() if log.exists() else []
+
+
+def test_bootstrap_installs_node_only_when_asked(tmp_path: Path) -> None:
+    status, ran = bootstrap(tmp_path / "python-only")
+    assert status == 0
+    assert [line.split()[0] for line in ran] == ["python3", "python", "python"]
+    status, ran = bootstrap(tmp_path / "with-node", "--with-node")
+    assert status == 0
+    assert ran[-1] == "npm ci --prefix interop --no-audit --no-fund --loglevel=error"
+
+
+def test_bootstrap_refuses_unknown_options(tmp_path: Path) -> None:
+    status, ran = bootstrap(tmp_path, "--with-nodes")
+    assert (status, ran) == (2, [])
+
+
+def test_the_example_type_checks_strictly_as_a_users_code(tmp_path: Path) -> None:
+    """Public names re-exported and settings defaults visible to type checkers (``make lint`` runs it too)."""
+    command = [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path), "example_service"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603
+    assert result.returncode == 0, result.stdout

@@ -55,13 +55,31 @@ async def test_refused(kc_auth, kc_token, kc_issuer):
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
+
+
+USED = []
+
+
+@pytest.mark.anyio
+async def test_uses_the_verifier(kc_auth, kc_token):
+    USED.append(kc_auth)
+    assert (await kc_auth.verify(kc_token())).client_id == "machine-a"
+
+
+def test_a_sync_test_gets_it_too(kc_auth):
+    USED.append(kc_auth)
+
+
+def test_every_verifier_was_closed_after_its_test():
+    assert len(USED) == 2
+    assert all(auth._client.is_closed for auth in USED)
 """
 
 
 def test_fixtures_protect_a_users_app_without_keycloak(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_api=USER_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+    result.assert_outcomes(passed=5)
 
 
 def test_fixtures_are_listed_by_the_entry_point(pytester: pytest.Pytester) -> None:
@@ -69,6 +87,6 @@ def test_fixtures_are_listed_by_the_entry_point(pytester: pytest.Pytester) -> No
     result.stdout.fnmatch_lines(
         [
             "*fixtures defined from fastapi_kc_m2m.testing.pytest_plugin*",
-            *("kc_audience*", "*", "kc_issuer*", "*", "kc_token*"),
+            *("kc_audience*", "*", "kc_issuer*", "*", "kc_token*", "*", "kc_auth*"),
         ]
     )
