@@ -7,9 +7,9 @@ Status codes and ``WWW-Authenticate`` challenges follow RFC 6750 §3 and §3.1; 
 from __future__ import annotations
 
 import json
-from typing import cast
+from typing import cast, overload
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import Receive, Scope, Send
@@ -44,8 +44,13 @@ async def send_refusal(scope: Scope, receive: Receive, send: Send, error: AuthEr
     await refusal(error, realm)(scope, receive, send)
 
 
+@overload
+async def auth_error_handler(connection: Request, error: Exception) -> Response: ...
+@overload
+async def auth_error_handler(connection: WebSocket, error: Exception) -> None: ...
 async def auth_error_handler(connection: HTTPConnection, error: Exception) -> Response | None:
-    """Starlette/FastAPI exception handler for :class:`~.errors.AuthError`, for apps without the middleware::
+    """Starlette/FastAPI exception handler for :class:`~.errors.AuthError`, for apps without the middleware
+    (typed as both of Starlette's handler kinds, so this line type-checks)::
 
     app.add_exception_handler(AuthError, auth_error_handler)
     """
