@@ -10,38 +10,43 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .asgi.dependencies import (
-        KeycloakClientCredentials,
-        OAuth2Scheme,
-        Principal,
-        client_credentials,
-        get_principal,
-        oauth2_scheme,
-        require_active_token,
-        require_any_scope,
-        require_client_role,
-        require_realm_role,
-        require_scope,
-    )
-    from .asgi.middleware import KeycloakAuthMiddleware, ServiceUser
-    from .asgi.resource_server import KeycloakAuth, KeycloakResourceServer
-    from .asgi.responses import auth_error_handler
-    from .client import AccessToken, ClientCredentialsAuth, ClientCredentialsError
-    from .errors import (
-        AuthError,
-        IdentityProviderUnavailable,
-        InsufficientScope,
-        InvalidRequest,
-        InvalidToken,
-        MissingCredentials,
-    )
-    from .principal import ServicePrincipal
-    from .server.context import RequestContext, Verification
-    from .server.keyset import KeySet
-    from .server.observer import LoggingObserver, Observer
-    from .server.store import MemoryStore, Store
-    from .server.verifier import TokenVerifier
-    from .settings import SUPPORTED_ALGORITHMS, IntrospectionPolicy, KeycloakSettings
+    from .asgi.dependencies import KeycloakClientCredentials as KeycloakClientCredentials
+    from .asgi.dependencies import OAuth2Scheme as OAuth2Scheme
+    from .asgi.dependencies import Principal as Principal
+    from .asgi.dependencies import client_credentials as client_credentials
+    from .asgi.dependencies import get_principal as get_principal
+    from .asgi.dependencies import oauth2_scheme as oauth2_scheme
+    from .asgi.dependencies import require_active_token as require_active_token
+    from .asgi.dependencies import require_any_scope as require_any_scope
+    from .asgi.dependencies import require_client_role as require_client_role
+    from .asgi.dependencies import require_realm_role as require_realm_role
+    from .asgi.dependencies import require_scope as require_scope
+    from .asgi.middleware import KeycloakAuthMiddleware as KeycloakAuthMiddleware
+    from .asgi.middleware import ServiceUser as ServiceUser
+    from .asgi.resource_server import KeycloakAuth as KeycloakAuth
+    from .asgi.resource_server import KeycloakResourceServer as KeycloakResourceServer
+    from .asgi.responses import auth_error_handler as auth_error_handler
+    from .client import AccessToken as AccessToken
+    from .client import ClientCredentialsAuth as ClientCredentialsAuth
+    from .client import ClientCredentialsError as ClientCredentialsError
+    from .errors import AuthError as AuthError
+    from .errors import IdentityProviderUnavailable as IdentityProviderUnavailable
+    from .errors import InsufficientScope as InsufficientScope
+    from .errors import InvalidRequest as InvalidRequest
+    from .errors import InvalidToken as InvalidToken
+    from .errors import MissingCredentials as MissingCredentials
+    from .principal import ServicePrincipal as ServicePrincipal
+    from .server.context import RequestContext as RequestContext
+    from .server.context import Verification as Verification
+    from .server.keyset import KeySet as KeySet
+    from .server.observer import LoggingObserver as LoggingObserver
+    from .server.observer import Observer as Observer
+    from .server.store import MemoryStore as MemoryStore
+    from .server.store import Store as Store
+    from .server.verifier import TokenVerifier as TokenVerifier
+    from .settings import SUPPORTED_ALGORITHMS as SUPPORTED_ALGORITHMS
+    from .settings import IntrospectionPolicy as IntrospectionPolicy
+    from .settings import KeycloakSettings as KeycloakSettings
 
 # Public name -> the module defining it.
 _WHERE = {

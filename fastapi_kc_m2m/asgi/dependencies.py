@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated
 
 from fastapi import Depends, Security, params
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
-from fastapi.routing import APIRoute, APIWebSocketRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute, RouteContext
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
-from starlette.routing import BaseRoute
 
 from ..errors import InsufficientScope, MissingCredentials
 from ..principal import ServicePrincipal
@@ -155,12 +155,13 @@ class Requirement(params.Depends):
         return id(self)
 
 
-def route_requirements(route: BaseRoute) -> tuple[Requirement, ...]:
-    """The :class:`Requirement` dependencies of a FastAPI route, at any depth (none for other routes)."""
-    if not isinstance(route, APIRoute | APIWebSocketRoute):
+def route_requirements(route: RouteContext) -> tuple[Requirement, ...]:
+    """The :class:`Requirement` dependencies of a FastAPI route, at any depth (none for other routes);
+    ``route`` is one of ``fastapi.routing.iter_route_contexts(app.routes)``, included routers' too."""
+    if not isinstance(route.original_route, APIRoute | APIWebSocketRoute):
         return ()
     found: list[Requirement] = []
-    pending = [route.dependant]
+    pending: list[Dependant] = [route.dependant]
     while pending:
         dependant = pending.pop()
         pending.extend(dependant.dependencies)

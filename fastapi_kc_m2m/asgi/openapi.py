@@ -7,8 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from ..settings import KeycloakSettings
 from .dependencies import SCHEME_NAME, Requirement, route_requirements
@@ -37,13 +36,13 @@ def document_openapi(app: FastAPI, settings: KeycloakSettings) -> None:
 
     def openapi() -> dict[str, Any]:
         schema = build()
-        _describe(schema, app.routes, settings)
+        _describe(schema, iter_route_contexts(app.routes), settings)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
 
 
-def _describe(schema: dict[str, Any], routes: Iterable[BaseRoute], settings: KeycloakSettings) -> None:
+def _describe(schema: dict[str, Any], routes: Iterable[RouteContext], settings: KeycloakSettings) -> None:
     scheme = schema.get("components", {}).get("securitySchemes", {}).get(SCHEME_NAME)
     if scheme is None:
         return
@@ -58,9 +57,9 @@ def _describe(schema: dict[str, Any], routes: Iterable[BaseRoute], settings: Key
     flow["scopes"] = {scope: f"scope {scope}" for scope in sorted(required)}
 
 
-def _operations(schema: dict[str, Any], route: BaseRoute) -> list[dict[str, Any]]:
+def _operations(schema: dict[str, Any], route: RouteContext) -> list[dict[str, Any]]:
     """The documented operations of ``route`` that require this scheme."""
-    if not isinstance(route, APIRoute):
+    if not isinstance(route.original_route, APIRoute):
         return []
     path = schema.get("paths", {}).get(route.path_format, {})
     operations = (path.get(method.lower()) for method in route.methods or ())

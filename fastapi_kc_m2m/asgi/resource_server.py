@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 from starlette.applications import Starlette
 
 from ..errors import AuthError
@@ -56,10 +57,10 @@ class KeycloakResourceServer(TokenVerifier):
         """A route needing introspection while it is off is a set-up mistake, refused at start-up."""
         if self.introspector is not None:
             return
-        for route in app.routes:
+        for route in iter_route_contexts(app.routes):
             if any(requirement.introspects for requirement in route_requirements(route)):
                 raise RuntimeError(
-                    f"{getattr(route, 'path', route)} uses require_active_token() but introspection is off:"
+                    f"{route.path} uses require_active_token() but introspection is off:"
                     " set KC_M2M_INTROSPECTION=per_route and the client credentials"
                 )
 
