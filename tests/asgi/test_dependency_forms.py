@@ -125,6 +125,7 @@ def test_lifespan_runs_twice(issuer: TestIssuer, serve: Any) -> None:
     for _ in range(2):
         with serve(app) as host:
             assert httpx.get(f"http://{host}/depends", headers=token(issuer, "svc a")).status_code == 200
+        issuer.rotate()  # the next run's token needs a key fetch, over an HTTP client open again
     assert rs._client.is_closed
 
 
