@@ -138,16 +138,17 @@ async def test_a_given_http_client_stays_the_callers(issuer: TestIssuer) -> None
         assert not http_client.is_closed
 
 
-def test_wrapped_lifespan_without_exception_handler(issuer: TestIssuer, serve: Any) -> None:
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_lifespan_without_exception_handler(issuer: TestIssuer, serve: Any, wrapped: bool) -> None:
     rs = issuer.auth()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with rs.lifespan(app):
+        async with rs.lifespan(app):  # the lifespan state is dropped
             yield
 
     app = build_app()
-    app.router.lifespan_context = lifespan
+    app.router.lifespan_context = lifespan if wrapped else rs.lifespan
     with serve(app) as host, httpx.Client(base_url=f"http://{host}") as client:
         assert client.get("/depends", headers=token(issuer, "svc a")).status_code == 200
         assert client.get("/depends", headers=token(issuer)).status_code == 403
@@ -167,7 +168,7 @@ def active_app() -> FastAPI:
 
 async def test_active_token_without_introspection_fails_at_start_up(issuer: TestIssuer) -> None:
     rs = issuer.auth()
-    with pytest.raises(RuntimeError, match="/refund uses require_active_token.*KC_M2M_INTROSPECTION=per_route"):
+    with pytest.raises(RuntimeError, match=r"/refund uses require_active_token.*KC_M2M_INTROSPECTION=per_route"):
         rs.install(active_app())
     with pytest.raises(RuntimeError, match="introspection is off"):
         async with rs.lifespan(active_app()):
