@@ -229,7 +229,7 @@ async def test_unprotected_route_documents_no_refusal(issuer: TestIssuer) -> Non
 
 
 # ------------------------------------------------------------------ static types
-TYPED = '''
+TYPED = """
 from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Security
 from fastapi_kc_m2m import AuthError, KeycloakResourceServer, ServicePrincipal, auth_error_handler, require_scope
@@ -242,12 +242,12 @@ KeycloakResourceServer().install(app)
 @app.get("/x")
 async def x(caller: Annotated[ServicePrincipal, Depends(require_scope("a"))]) -> str:
     return caller.client_id
-'''
-MISUSED = '''
+"""
+MISUSED = """
 from fastapi_kc_m2m import ServicePrincipal, require_scope
 
 async def y(caller: ServicePrincipal = require_scope("a")) -> None: ...
-'''
+"""
 
 
 def test_public_forms_type_check_and_a_misuse_does_not(tmp_path: Path) -> None:
