@@ -8,12 +8,15 @@ are compared exactly and case-sensitively (RFC 6749 §3.3); a missing scope or r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Annotated, Any
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from typing import Annotated
 
-from fastapi import Depends, Security
+from fastapi import Depends, Security, params
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.models import OAuth2 as OAuth2Model
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.routing import APIRoute, APIWebSocketRoute, RouteContext
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
@@ -23,13 +26,14 @@ from ..principal import ServicePrincipal
 from ..server.context import RequestContext
 from .bearer import bearer_token
 from .middleware import ServiceUser
-from .openapi import SCHEME_NAME
 from .state import keycloak_auth
 
 __all__ = [
+    "SCHEME_NAME",
     "KeycloakClientCredentials",
     "OAuth2Scheme",
     "Principal",
+    "Requirement",
     "client_credentials",
     "get_principal",
     "oauth2_scheme",
@@ -38,8 +42,11 @@ __all__ = [
     "require_client_role",
     "require_realm_role",
     "require_scope",
+    "route_requirements",
 ]
 
+#: Name of the security scheme under ``components.securitySchemes``.
+SCHEME_NAME = "KeycloakClientCredentials"
 _ROLE_MISSING = "the access token lacks the required role"
 #: RFC 6749 §3.3: ``scope-token = 1*( %x21 / %x23-5B / %x5D-7E )``.
 _NQCHARS = frozenset(chr(code) for code in range(0x21, 0x7F)) - {'"', "\\"}
@@ -97,21 +104,73 @@ async def get_principal(
 Principal = Annotated[ServicePrincipal, Depends(get_principal)]
 
 
-class _Requirement:
-    """A dependency returning the principal when ``granted(principal, connection)``, else a 403."""
+class Requirement(params.Depends):
+    """What a route requires of its caller (RFC 6750 §3.1: a 403 when missing), as a FastAPI dependency
+    returning the caller. Use it in any position: ``dependencies=[Depends(require_scope("a"))]``,
+    ``Security(require_scope("a"))``, ``caller: Annotated[ServicePrincipal, Depends(require_scope("a"))]``,
+    router or app ``dependencies``; being a ``Depends`` itself, ``dependencies=[require_scope("a")]``
+    works too. Required scopes reach the route's OpenAPI security requirement, ``documented`` (what else
+    is required) its documented 403."""
 
-    def __init__(self, granted: Callable[[ServicePrincipal, HTTPConnection], bool], refusal: InsufficientScope) -> None:
+    def __init__(
+        self,
+        granted: Callable[[ServicePrincipal, HTTPConnection], bool],
+        refusal: InsufficientScope,
+        *,
+        documented: str | None,
+        scopes: Sequence[str] = (),
+        introspects: bool = False,
+    ) -> None:
+        super().__init__(dependency=self)
         self._granted = granted
-        self._scope = refusal.scope
-        self._description = refusal.description
+        self._refusal = (refusal.scope, refusal.description)
+        self.documented = documented
+        self.introspects = introspects
+        caller = Annotated[ServicePrincipal, Security(get_principal, scopes=list(scopes))]
+        self._signature = inspect.Signature(
+            [
+                inspect.Parameter("connection", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HTTPConnection),
+                inspect.Parameter("principal", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=caller),
+            ],
+            return_annotation=ServicePrincipal,
+        )
 
-    async def __call__(self, connection: HTTPConnection, principal: Principal) -> ServicePrincipal:
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """The parameters FastAPI resolves: the request and the caller (holding the required scopes)."""
+        return self._signature
+
+    async def __call__(self, connection: HTTPConnection, principal: ServicePrincipal) -> ServicePrincipal:
         if not self._granted(principal, connection):
-            raise InsufficientScope(self._scope, self._description)
+            raise InsufficientScope(*self._refusal)
+        if self.introspects:
+            return await _active_principal(connection)
         return principal
 
+    # The dependency is the object itself: identity, not the dataclass fields, compares and hashes it.
+    def __eq__(self, other: object) -> bool:
+        return self is other
 
-async def _active_principal(connection: HTTPConnection, principal: Principal) -> ServicePrincipal:
+    def __hash__(self) -> int:
+        return id(self)
+
+
+def route_requirements(route: RouteContext) -> tuple[Requirement, ...]:
+    """The :class:`Requirement` dependencies of a FastAPI route, at any depth (none for other routes);
+    ``route`` is one of ``fastapi.routing.iter_route_contexts(app.routes)``, included routers' too."""
+    if not isinstance(route.original_route, APIRoute | APIWebSocketRoute):
+        return ()
+    found: list[Requirement] = []
+    pending: list[Dependant] = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        pending.extend(dependant.dependencies)
+        if isinstance(dependant.call, Requirement):
+            found.append(dependant.call)
+    return tuple(found)
+
+
+async def _active_principal(connection: HTTPConnection) -> ServicePrincipal:
     """The caller, once introspection (RFC 7662) says its token is active: the request's one
     verification result is introspected, nothing is read or verified again."""
     user = await _service_user(connection)
@@ -120,36 +179,46 @@ async def _active_principal(connection: HTTPConnection, principal: Principal) ->
     return (await keycloak_auth(connection.scope).introspect(user.context, user.verification)).principal
 
 
-def require_active_token() -> Any:
+def _always(principal: ServicePrincipal, connection: HTTPConnection) -> bool:
+    return True
+
+
+def require_active_token() -> Requirement:
     """Require that Keycloak still calls the token active (not revoked), by introspection on this route.
 
-    Needs ``KC_M2M_INTROSPECTION`` ``per_route`` (or ``always``) and client credentials. Answers are
-    cached for ``introspection_cache_ttl``; when introspection is unavailable the request gets a 503."""
-    return Depends(_active_principal)
+    Needs ``KC_M2M_INTROSPECTION`` ``per_route`` (or ``always``) and client credentials, checked at
+    start-up. Answers are cached for ``introspection_cache_ttl``; when introspection is unavailable the
+    request gets a 503."""
+    return Requirement(_always, InsufficientScope(), documented=None, introspects=True)
 
 
-def require_scope(*scopes: str) -> Any:
+def require_scope(*scopes: str) -> Requirement:
     """Require every scope (RFC 6749 §3.3); the same as ``Security(get_principal, scopes=[...])``."""
-    return Security(get_principal, scopes=list(_scope_names(scopes)))
+    names = _scope_names(scopes)
+    return Requirement(_always, InsufficientScope(), documented=None, scopes=names)
 
 
-def require_any_scope(*scopes: str) -> Any:
+def require_any_scope(*scopes: str) -> Requirement:
     """Require at least one of the scopes."""
     wanted = frozenset(_scope_names(scopes))
-    return Depends(
-        _Requirement(lambda principal, _: not wanted.isdisjoint(principal.scopes), InsufficientScope(" ".join(scopes)))
+    return Requirement(
+        lambda principal, _: not wanted.isdisjoint(principal.scopes),
+        InsufficientScope(" ".join(scopes)),
+        documented=f"one of the scopes {' '.join(scopes)}",
     )
 
 
-def require_realm_role(*roles: str) -> Any:
+def require_realm_role(*roles: str) -> Requirement:
     """Require every realm role (``realm_access.roles``)."""
     wanted = frozenset(_names(roles, "role"))
-    return Depends(
-        _Requirement(lambda principal, _: wanted <= principal.realm_roles, InsufficientScope(description=_ROLE_MISSING))
+    return Requirement(
+        lambda principal, _: wanted <= principal.realm_roles,
+        InsufficientScope(description=_ROLE_MISSING),
+        documented=f"realm roles {' '.join(roles)}",
     )
 
 
-def require_client_role(*roles: str, client: str | None = None) -> Any:
+def require_client_role(*roles: str, client: str | None = None) -> Requirement:
     """Require every role of ``client`` (``resource_access.<client>.roles``), by default of this API:
     the configured audience, never the caller's ``azp``."""
     wanted = frozenset(_names(roles, "role"))
@@ -158,7 +227,10 @@ def require_client_role(*roles: str, client: str | None = None) -> Any:
         owner = client or keycloak_auth(connection.scope).settings.audience
         return wanted <= principal.roles_of(owner)
 
-    return Depends(_Requirement(granted, InsufficientScope(description=_ROLE_MISSING)))
+    owner = f"client {client}" if client else "this API"
+    return Requirement(
+        granted, InsufficientScope(description=_ROLE_MISSING), documented=f"roles of {owner}: {' '.join(roles)}"
+    )
 
 
 def _scope_names(scopes: Iterable[str]) -> tuple[str, ...]:

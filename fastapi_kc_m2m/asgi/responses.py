@@ -8,9 +8,9 @@ for a request without credentials (RFC 6750 §3.1: no error information then).
 from __future__ import annotations
 
 import json
-from typing import cast
+from typing import cast, overload
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import Receive, Scope, Send
@@ -50,8 +50,13 @@ async def send_refusal(
     await refusal(error, realm)(scope, receive, send)
 
 
+@overload
+async def auth_error_handler(connection: Request, error: Exception) -> Response: ...
+@overload
+async def auth_error_handler(connection: WebSocket, error: Exception) -> None: ...
 async def auth_error_handler(connection: HTTPConnection, error: Exception) -> Response | None:
-    """Starlette/FastAPI exception handler for :class:`~.errors.AuthError`, for apps without the middleware::
+    """Starlette/FastAPI exception handler for :class:`~.errors.AuthError`, for apps without the middleware
+    (typed as both of Starlette's handler kinds, so this line type-checks)::
 
     app.add_exception_handler(AuthError, auth_error_handler)
     """

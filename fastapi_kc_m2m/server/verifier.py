@@ -65,41 +65,45 @@ class TokenVerifier:
     ) -> None:
         """``http_client`` (kept open on close) or ``transport`` replace the default HTTP set-up."""
         self.settings = settings if settings is not None else KeycloakSettings()  # type: ignore[call-arg]
-        self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(
-            timeout=httpx.Timeout(self.settings.http_timeout, connect=self.settings.http_connect_timeout),
-            follow_redirects=False,
-            transport=transport,
-        )
+        self._given_client = http_client
+        self._transport = transport
         self._clock = clock
         self._observer = observer or LoggingObserver()
-        limits = self.settings.http_limits
-        metadata = {issuer: ProviderMetadata(issuer, self._client, limits) for issuer in self.settings.trusted_issuers}
-        self._key_sets = {
-            issuer: KeySet(meta, self._client, self.settings, clock=clock, observer=self._observer)
-            for issuer, meta in metadata.items()
-        }
+        self._store = store or MemoryStore(self.settings.introspection_cache_size, clock)
         self._cache: TokenCache[Verification] = TokenCache(self.settings.token_cache_size, clock)
-        self._introspector = (
-            Introspector(
-                self.settings,
-                self._client,
-                metadata,
-                clock,
-                store=store or MemoryStore(self.settings.introspection_cache_size, clock),
-                observer=self._observer,
-            )
-            if self.settings.introspects
-            else None
-        )
         self._introspect_all = self.settings.introspection == "always"
         self._lightweight = self.settings.lightweight_tokens
         self._may_introspect = self._introspect_all or self._lightweight
         self._algorithms = frozenset(self.settings.algorithms)
-        self._prefetching: asyncio.Task[bool] | None = None
         self._headers: dict[bytes, tuple[str, str | None]] = {}
+        self._connect()
+
+    def _connect(self) -> None:
+        """Create what :meth:`aclose` closes: the HTTP client (unless the caller's), the issuers' key
+        sets and the introspector, all using it."""
+        self._closed = False
+        self._client = self._given_client or httpx.AsyncClient(
+            timeout=httpx.Timeout(self.settings.http_timeout, connect=self.settings.http_connect_timeout),
+            follow_redirects=False,
+            transport=self._transport,
+        )
+        limits = self.settings.http_limits
+        metadata = {issuer: ProviderMetadata(issuer, self._client, limits) for issuer in self.settings.trusted_issuers}
+        self._key_sets = {
+            issuer: KeySet(meta, self._client, self.settings, clock=self._clock, observer=self._observer)
+            for issuer, meta in metadata.items()
+        }
+        self._introspector = (
+            Introspector(self.settings, self._client, metadata, self._clock, store=self._store, observer=self._observer)
+            if self.settings.introspects
+            else None
+        )
+        self._prefetching: asyncio.Task[bool] | None = None
 
     async def __aenter__(self) -> TokenVerifier:
+        """Open again after :meth:`aclose`, so an app's lifespan can run more than once."""
+        if self._closed:
+            self._connect()
         return self
 
     async def __aexit__(
@@ -108,14 +112,16 @@ class TokenVerifier:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel background fetches and close the HTTP client if this object created it."""
+        """Cancel background fetches and close the HTTP client if this object created it; entering
+        the verifier again creates them anew."""
+        self._closed = True
         if self._prefetching is not None:
             self._prefetching.cancel()
         for key_set in self._key_sets.values():
             key_set.close()
         if self._introspector is not None:
             self._introspector.close()
-        if self._owns_client:
+        if self._given_client is None:
             await self._client.aclose()
 
     @property
