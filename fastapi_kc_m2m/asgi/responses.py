@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 
 from ..errors import AuthError, IdentityProviderUnavailable, InsufficientScope, MissingCredentials
 from .state import find_auth
@@ -64,7 +64,8 @@ async def auth_error_handler(connection: HTTPConnection, error: Exception) -> Re
     auth = find_auth(connection.scope)
     realm = auth.settings.audience if auth is not None else None
     if isinstance(connection, WebSocket):
-        await send_refusal(connection.scope, connection.receive, connection.send, refused, realm)
+        accepted = connection.application_state != WebSocketState.CONNECTING
+        await send_refusal(connection.scope, connection.receive, connection.send, refused, realm, accepted=accepted)
         return None
     return refusal(refused, realm)
 
