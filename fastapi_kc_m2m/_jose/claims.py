@@ -59,12 +59,13 @@ def check_times(claims: Mapping[str, Any], now: float, skew: float) -> None:
 
 
 def check_type(claims: Mapping[str, Any]) -> None:
-    """Keycloak's payload ``typ`` must be ``Bearer``: ID, refresh, logout and DPoP-bound tokens are refused.
+    """Keycloak's payload ``typ`` is required and must be ``Bearer`` (RFC 8725 §3.11-3.12): untyped JWTs
+    (a JARM response), ID, refresh, logout and DPoP-bound tokens are refused.
 
     A ``cnf`` claim (RFC 7800, RFC 8705 §3.1, RFC 9449 §6) binds the token to a key this server
     cannot check, so such tokens are refused too.
     """
-    if "typ" in claims and not _is_one_of(claims["typ"], _PAYLOAD_TYPES):
+    if not _is_one_of(claims.get("typ"), _PAYLOAD_TYPES):
         raise InvalidToken("not an access token")
     if "cnf" in claims:
         raise InvalidToken("sender-constrained tokens are not supported")

@@ -180,10 +180,11 @@ class Introspector:
 
     def _lightweight_claims(self, answer: Mapping[str, Any], verified: ServicePrincipal) -> StoreValue:
         """A lightweight token's claims from the answer; ``iss`` and ``exp`` stay the verified token's,
-        and the audience and client rules apply to the answer."""
+        an answer without ``typ`` (RFC 7662 §2.2 has none) keeps the token's, and the type, audience and
+        client rules apply to the answer."""
         if answer.get("iss") != verified.issuer:
             raise _Failure("answer names another issuer")
-        claims = {**answer, "iss": verified.issuer, "exp": verified.expires_at}
+        claims = {"typ": verified.claims.get("typ"), **answer, "iss": verified.issuer, "exp": verified.expires_at}
         try:
             check_type(claims)
             check_audience(claims, self._settings.audience)

@@ -544,6 +544,13 @@ async def test_lightweight_answer_must_fit_the_token(issuer: TestIssuer, answer:
             await auth.verify(token)
 
 
+async def test_lightweight_answer_without_typ_keeps_the_token_typ(issuer: TestIssuer) -> None:
+    token = issuer.token(lightweight=True)
+    answer = {name: value for name, value in issuer.introspection_answer(token, issuer.audience).items() if name != "typ"}
+    async with answering(issuer, json.dumps(answer).encode(), lightweight_tokens=True) as auth:
+        assert (await auth.verify(token)).claims["typ"] == "Bearer"
+
+
 async def test_lightweight_principal_keeps_the_verified_exp(issuer: TestIssuer) -> None:
     token = issuer.token(lightweight=True)
     forged = issuer.introspection_answer(token, issuer.audience) | {"exp": 4_000_000_000}
