@@ -80,10 +80,20 @@ def check_audience(claims: Mapping[str, Any], audience: str) -> None:
         raise InvalidToken("token is not meant for this audience")
 
 
+def calling_client(claims: Mapping[str, Any]) -> str | None:
+    """The calling client: ``azp`` (OIDC Core §2) if a non-empty string, else ``client_id`` (RFC 9068 §2.2)
+    if a string; the one rule for the allow-list and the principal."""
+    azp = claims.get("azp")
+    if isinstance(azp, str) and azp:
+        return azp
+    client_id = claims.get("client_id")
+    return client_id if isinstance(client_id, str) else None
+
+
 def check_client(claims: Mapping[str, Any], allowed: Collection[str]) -> None:
-    """When an allow-list is set, the calling client (``azp``, else ``client_id``) must be on it."""
+    """When an allow-list is set, the calling client (:func:`calling_client`) must be on it."""
     if not allowed:
         return
-    client = claims.get("azp") or claims.get("client_id")
-    if not isinstance(client, str) or client not in allowed:
+    client = calling_client(claims)
+    if client is None or client not in allowed:
         raise InvalidToken("calling client not allowed")

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from .._idp.discovery import ProviderMetadata
-from .._jose.claims import check_audience, check_client, check_header, check_times, check_type
+from .._jose.claims import calling_client, check_audience, check_client, check_header, check_times, check_type
 from .._jose.jws import decode_segment, signature_is_valid, split_compact
 from .._jose.strictjson import loads_object
 from ..errors import AuthError, IdentityProviderUnavailable, InvalidToken
@@ -238,7 +238,7 @@ class TokenVerifier:
         try:
             return await self._verify_claims(claims, alg, kid, signed=(signing_input, signature), digest=digest)
         except AuthError as error:
-            error.client_id = _unverified_client(claims)
+            error.client_id = calling_client(claims)
             raise
 
     async def _verify_claims(
@@ -266,8 +266,3 @@ class TokenVerifier:
             error.issuer = key_set.issuer
             raise
         return Verification(ServicePrincipal.from_claims(claims), digest, lightweight)
-
-
-def _unverified_client(claims: dict[str, Any]) -> str | None:
-    client = claims.get("azp") or claims.get("client_id")
-    return client if isinstance(client, str) else None

@@ -546,7 +546,8 @@ async def test_lightweight_answer_must_fit_the_token(issuer: TestIssuer, answer:
 
 async def test_lightweight_answer_without_typ_keeps_the_token_typ(issuer: TestIssuer) -> None:
     token = issuer.token(lightweight=True)
-    answer = {name: value for name, value in issuer.introspection_answer(token, issuer.audience).items() if name != "typ"}
+    answer = issuer.introspection_answer(token, issuer.audience)
+    del answer["typ"]
     async with answering(issuer, json.dumps(answer).encode(), lightweight_tokens=True) as auth:
         assert (await auth.verify(token)).claims["typ"] == "Bearer"
 

@@ -784,3 +784,13 @@ async def test_invalid_tokens_are_never_cached(
     await refused(auth, early)
     clock.advance(120)
     await auth.verify(early)
+
+
+@pytest.mark.parametrize("azp", ["", 7, OMIT])
+async def test_allow_list_and_principal_name_the_same_caller(issuer: TestIssuer, azp: Any) -> None:
+    """One rule for the calling client: ``azp`` when a non-empty string, else ``client_id``."""
+    token = issuer.token(azp=azp, client_id="machine-c")
+    async with issuer.auth(allowed_clients=("machine-c",)) as auth:
+        assert (await auth.verify(token)).client_id == "machine-c"
+    async with issuer.auth(allowed_clients=("machine-a",)) as auth:
+        await refused(auth, issuer.token(azp=azp, client_id="machine-c"))
