@@ -794,3 +794,9 @@ async def test_allow_list_and_principal_name_the_same_caller(issuer: TestIssuer,
         assert (await auth.verify(token)).client_id == "machine-c"
     async with issuer.auth(allowed_clients=("machine-a",)) as auth:
         await refused(auth, issuer.token(azp=azp, client_id="machine-c"))
+
+
+async def test_lone_surrogate_in_a_claim_is_refused(issuer: TestIssuer, auth: KeycloakAuth) -> None:
+    """Echoed back, ``"\\ud800"`` would make the JSON response fail (a 500): RFC 8259 §8.2."""
+    payload = json.dumps(issuer.claims()).encode()[:-1] + rb', "name": "\ud800"}'
+    await refused(auth, issuer.sign(payload))
