@@ -73,8 +73,11 @@ class TokenVerifier:
         )
         self._clock = clock
         self._observer = observer or LoggingObserver()
-        limits = self.settings.http_limits
-        metadata = {issuer: ProviderMetadata(issuer, self._client, limits) for issuer in self.settings.trusted_issuers}
+        limits, retry = self.settings.http_limits, self.settings.jwks_retry_interval
+        metadata = {
+            issuer: ProviderMetadata(issuer, self._client, limits, retry_interval=retry, clock=clock)
+            for issuer in self.settings.trusted_issuers
+        }
         self._key_sets = {
             issuer: KeySet(meta, self._client, self.settings, clock=clock, observer=self._observer)
             for issuer, meta in metadata.items()
