@@ -31,13 +31,15 @@ class RequestContext:
 
 @dataclass(frozen=True, slots=True)
 class Verification:
-    """The outcome of verifying one token: who called, the token's SHA-256, and whether it is a
-    lightweight token (no ``aud``: its audience and roles come from introspection) and was introspected.
+    """The outcome of verifying one token: who called, the token's SHA-256, whether it is a lightweight
+    token (no ``aud``: its audience and roles come from introspection) and was introspected, and the
+    ``kid`` of its header (RFC 7515 §4.1.4).
 
-    It depends on the token alone, so the verifier caches it by ``digest``.
+    It depends on the token alone, so the verifier caches it by ``digest``, until its key is retired.
     """
 
     principal: ServicePrincipal
     digest: bytes
     lightweight: bool = False
     introspected: bool = False
+    kid: str | None = None

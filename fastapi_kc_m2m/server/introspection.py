@@ -122,7 +122,7 @@ class Introspector:
             raise InvalidToken(refusal)
         claims = answer.get("claims")
         principal = ServicePrincipal.from_claims(dict(claims)) if isinstance(claims, dict) else verified.principal
-        return Verification(principal, verified.digest, verified.lightweight, introspected=True)
+        return Verification(principal, verified.digest, verified.lightweight, introspected=True, kid=verified.kid)
 
     @property
     def in_flight(self) -> int:

@@ -9,6 +9,7 @@ token that passed all of it may then be introspected (RFC 7662, :mod:`.introspec
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import math
 import time
@@ -78,11 +79,18 @@ class TokenVerifier:
             issuer: ProviderMetadata(issuer, self._client, limits, retry_interval=retry, clock=clock)
             for issuer in self.settings.trusted_issuers
         }
+        self._cache: TokenCache[Verification] = TokenCache(self.settings.token_cache_size, clock)
         self._key_sets = {
-            issuer: KeySet(meta, self._client, self.settings, clock=clock, observer=self._observer)
+            issuer: KeySet(
+                meta,
+                self._client,
+                self.settings,
+                clock=clock,
+                observer=self._observer,
+                on_retired=functools.partial(self._forget_keys, issuer),
+            )
             for issuer, meta in metadata.items()
         }
-        self._cache: TokenCache[Verification] = TokenCache(self.settings.token_cache_size, clock)
         self._introspector = (
             Introspector(
                 self.settings,
@@ -268,4 +276,9 @@ class TokenVerifier:
         except AuthError as error:
             error.issuer = key_set.issuer
             raise
-        return Verification(ServicePrincipal.from_claims(claims), digest, lightweight)
+        return Verification(ServicePrincipal.from_claims(claims), digest, lightweight, kid=kid)
+
+    def _forget_keys(self, issuer: str, kids: frozenset[str | None]) -> None:
+        """Drop cached verifications by keys ``issuer`` no longer publishes; a token without ``kid``
+        was checked with the then only key, which may be among them."""
+        self._cache.drop_where(lambda v: v.principal.issuer == issuer and (v.kid is None or v.kid in kids))
