@@ -1,9 +1,9 @@
 """Turn a published JWK Set (RFC 7517 §5) into verification keys, keeping only safe signing keys.
 
 A key is kept when its ``use`` is absent or ``sig`` (RFC 7517 §4.2), its ``key_ops`` (if any) allow
-``verify`` (§4.3), its ``kty`` is known, RSA moduli have at least 2048 bits (RFC 7518 §3.3) and public
-exponents are odd and between 3 and 2^32 (RFC 7518 §6.3.1.2; NIST SP 800-56B §6.2 wants an odd e, and
-a bounded one keeps each signature check cheap against a hostile key set), EC points
+``verify`` (§4.3), its ``kty`` is known, RSA moduli have at least 2048 bits (RFC 7518 §3.3), public
+exponents ``e`` (RFC 7518 §6.3.1.2) are odd with 3 <= e < 2^32 (NIST SP 800-56B Rev. 2 §6.2.1 asks for an
+odd e; its upper bound of 2^256 is tightened so a hostile key set cannot make each check cost ms), EC points
 lie on their curve (RFC 7518 §6.2.1) and at least one allowed algorithm fits it. The algorithms a key
 may verify are bound to it: its type and curve decide them, and a JWK ``alg`` (§4.4) narrows them.
 """

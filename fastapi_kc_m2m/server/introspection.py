@@ -10,7 +10,7 @@ kept small and never trusted blindly:
   (401); anything else — an error status, a timeout, a body that is not a JSON object, ``active``
   missing or not a boolean — fails closed with 503 and ``Retry-After``, never falling back to the local
   result (§4); for ``jwks_retry_interval`` after such a failure, that issuer's further calls are refused
-  at once with 503 and the remaining time as ``Retry-After``, without a call or a log line (§4: limit
+  at once with 503 and the remaining time as ``Retry-After``, without a call or a warning (§4: limit
   the load on a failing server);
 - answers are kept in the :class:`~.store.Store` under the token's SHA-256, active ones for
   ``introspection_cache_ttl`` but never past the token's ``exp``, inactive ones for

@@ -79,7 +79,6 @@ class TokenVerifier:
             issuer: ProviderMetadata(issuer, self._client, limits, retry_interval=retry, clock=clock)
             for issuer in self.settings.trusted_issuers
         }
-        self._cache: TokenCache[Verification] = TokenCache(self.settings.token_cache_size, clock)
         self._key_sets = {
             issuer: KeySet(
                 meta,
@@ -91,6 +90,7 @@ class TokenVerifier:
             )
             for issuer, meta in metadata.items()
         }
+        self._cache: TokenCache[Verification] = TokenCache(self.settings.token_cache_size, clock)
         self._introspector = (
             Introspector(
                 self.settings,
