@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ._jose.claims import calling_client
+
 __all__ = ["ServicePrincipal"]
+
+_EMPTY = frozenset({""})
 
 
 def _strings(value: Any) -> frozenset[str]:
@@ -20,9 +24,11 @@ def _strings(value: Any) -> frozenset[str]:
 
 
 def _scopes(value: Any) -> frozenset[str]:
-    """RFC 6749 §3.3 / RFC 8693 §4.2: a space-separated string; a list of strings is tolerated."""
+    """RFC 6749 §3.3 / RFC 8693 §4.2: a string of scopes separated by %x20 only (tabs, newlines and no-break
+    spaces stay inside a scope); a list of strings is tolerated."""
     if isinstance(value, str):
-        return frozenset(value.split())
+        scopes = frozenset(value.split(" "))
+        return scopes - _EMPTY if "" in scopes else scopes
     return _strings(value)
 
 
@@ -67,11 +73,8 @@ class ServicePrincipal:
 
         ``claims`` is wrapped read-only, not copied: hand over a dict nobody else changes.
         """
-        client_id = claims.get("azp")
-        if not isinstance(client_id, str):
-            client_id = claims.get("client_id")
         return cls(
-            client_id=client_id if isinstance(client_id, str) else "",
+            client_id=calling_client(claims) or "",
             issuer=claims["iss"],
             scopes=_scopes(claims.get("scope")),
             expires_at=claims["exp"],

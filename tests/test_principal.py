@@ -86,3 +86,20 @@ def test_principal_is_immutable() -> None:
         p.client_id = "other"  # type: ignore[misc]
     with pytest.raises(TypeError):
         p.claims["azp"] = "other"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("separator", ["\t", "\u00a0", "\n", "\r", "\u2003"])
+def test_scopes_are_separated_by_space_only(separator: str) -> None:
+    """RFC 6749 §3.3: scope-token *( SP scope-token ); other white space is part of a (useless) scope."""
+    p = principal(scope=f"profile{separator}orders:read email")
+    assert p.scopes == {f"profile{separator}orders:read", "email"}
+    assert not p.has_scopes("orders:read")
+
+
+def test_runs_of_spaces_make_no_empty_scope() -> None:
+    assert principal(scope="  profile   orders:read ").scopes == {"profile", "orders:read"}
+
+
+@pytest.mark.parametrize("azp", ["", None, 7])
+def test_client_id_claim_names_the_caller_when_azp_is_unusable(azp: Any) -> None:
+    assert principal(azp=azp, client_id="caller").client_id == "caller"

@@ -3,7 +3,8 @@ resource server's cached, single-flight copy of it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -33,18 +34,35 @@ def endpoint_of(document: Mapping[str, Any], issuer: str, name: str) -> str:
 
 
 class ProviderMetadata:
-    """The discovery document of ``issuer``, fetched once (bounded by ``limits``) and kept."""
+    """The discovery document of ``issuer``, fetched once (bounded by ``limits``) and kept; after a failed
+    fetch, none for ``retry_interval`` seconds by ``clock``."""
 
-    def __init__(self, issuer: str, client: httpx.AsyncClient, limits: HttpLimits) -> None:
+    def __init__(
+        self,
+        issuer: str,
+        client: httpx.AsyncClient,
+        limits: HttpLimits,
+        *,
+        retry_interval: float,
+        clock: Callable[[], float],
+    ) -> None:
         self.issuer = issuer
         self._client = client
         self._limits = limits
+        self._retry_interval = retry_interval
+        self._clock = clock
+        self._retry_at = -math.inf
         self._document: Mapping[str, Any] | None = None
         self._flight: SingleFlight[Mapping[str, Any]] = SingleFlight()
 
     async def endpoint(self, name: str) -> str:
-        """An endpoint URL such as ``jwks_uri`` (:func:`endpoint_of`)."""
-        document = self._document or await self._flight.run(self._fetch)
+        """An endpoint URL such as ``jwks_uri`` (:func:`endpoint_of`); :class:`FetchError` while
+        backing off."""
+        document = self._document
+        if document is None:
+            if self._clock() < self._retry_at and not self._flight.in_flight:
+                raise FetchError("discovery failed recently")
+            document = await self._flight.run(self._fetch)
         return endpoint_of(document, self.issuer, name)
 
     @property
@@ -53,11 +71,15 @@ class ProviderMetadata:
         return self._flight.in_flight
 
     async def _fetch(self) -> Mapping[str, Any]:
-        document = await read_json_object(
-            self._client, self._client.build_request("GET", discovery_url(self.issuer)), self._limits
-        )
-        if document.get("issuer") != self.issuer:
-            raise FetchError("discovery names another issuer")
+        try:
+            document = await read_json_object(
+                self._client, self._client.build_request("GET", discovery_url(self.issuer)), self._limits
+            )
+            if document.get("issuer") != self.issuer:
+                raise FetchError("discovery names another issuer")
+        except Exception:  # any failure, even an unforeseen one: the caller reports it
+            self._retry_at = self._clock() + self._retry_interval
+            raise
         self._document = document
         return document
 

@@ -59,12 +59,13 @@ def check_times(claims: Mapping[str, Any], now: float, skew: float) -> None:
 
 
 def check_type(claims: Mapping[str, Any]) -> None:
-    """Keycloak's payload ``typ`` must be ``Bearer``: ID, refresh, logout and DPoP-bound tokens are refused.
+    """Keycloak's payload ``typ`` is required and must be ``Bearer`` (RFC 8725 §3.11-3.12): untyped JWTs
+    (a JARM response), ID, refresh, logout and DPoP-bound tokens are refused.
 
     A ``cnf`` claim (RFC 7800, RFC 8705 §3.1, RFC 9449 §6) binds the token to a key this server
     cannot check, so such tokens are refused too.
     """
-    if "typ" in claims and not _is_one_of(claims["typ"], _PAYLOAD_TYPES):
+    if not _is_one_of(claims.get("typ"), _PAYLOAD_TYPES):
         raise InvalidToken("not an access token")
     if "cnf" in claims:
         raise InvalidToken("sender-constrained tokens are not supported")
@@ -79,10 +80,20 @@ def check_audience(claims: Mapping[str, Any], audience: str) -> None:
         raise InvalidToken("token is not meant for this audience")
 
 
+def calling_client(claims: Mapping[str, Any]) -> str | None:
+    """The calling client: ``azp`` (OIDC Core §2) if a non-empty string, else ``client_id`` (RFC 9068 §2.2)
+    if a string; the one rule for the allow-list and the principal."""
+    azp = claims.get("azp")
+    if isinstance(azp, str) and azp:
+        return azp
+    client_id = claims.get("client_id")
+    return client_id if isinstance(client_id, str) else None
+
+
 def check_client(claims: Mapping[str, Any], allowed: Collection[str]) -> None:
-    """When an allow-list is set, the calling client (``azp``, else ``client_id``) must be on it."""
+    """When an allow-list is set, the calling client (:func:`calling_client`) must be on it."""
     if not allowed:
         return
-    client = claims.get("azp") or claims.get("client_id")
-    if not isinstance(client, str) or client not in allowed:
+    client = calling_client(claims)
+    if client is None or client not in allowed:
         raise InvalidToken("calling client not allowed")

@@ -1,7 +1,9 @@
 """Turn a published JWK Set (RFC 7517 §5) into verification keys, keeping only safe signing keys.
 
 A key is kept when its ``use`` is absent or ``sig`` (RFC 7517 §4.2), its ``key_ops`` (if any) allow
-``verify`` (§4.3), its ``kty`` is known, RSA moduli have at least 2048 bits (RFC 7518 §3.3), EC points
+``verify`` (§4.3), its ``kty`` is known, RSA moduli have at least 2048 bits (RFC 7518 §3.3), public
+exponents ``e`` (RFC 7518 §6.3.1.2) are odd with 3 <= e < 2^32 (NIST SP 800-56B Rev. 2 §6.2.1 asks for an
+odd e; its upper bound of 2^256 is tightened so a hostile key set cannot make each check cost ms), EC points
 lie on their curve (RFC 7518 §6.2.1) and at least one allowed algorithm fits it. The algorithms a key
 may verify are bound to it: its type and curve decide them, and a JWK ``alg`` (§4.4) narrows them.
 """
@@ -19,6 +21,8 @@ from .jws import b64url_decode
 
 __all__ = ["VerificationKey", "usable_keys"]
 
+_MAX_RSA_E = 2**32
+
 
 @dataclass(frozen=True, slots=True)
 class VerificationKey:
@@ -29,12 +33,18 @@ class VerificationKey:
     jwk: Key
 
 
-def _b64url_int_bits(value: Any) -> int:
-    """Bit length of a base64url-encoded unsigned integer (RFC 7518 §2); 0 when malformed."""
+def _b64url_int(value: Any) -> int:
+    """A base64url-encoded unsigned integer (RFC 7518 §2); 0 when malformed."""
     try:
-        return int.from_bytes(b64url_decode(value), "big").bit_length() if isinstance(value, str) else 0
+        return int.from_bytes(b64url_decode(value), "big") if isinstance(value, str) else 0
     except ValueError:
         return 0
+
+
+def _usable_rsa(jwk: Mapping[str, Any]) -> bool:
+    """A modulus of 2048 bits or more and an odd public exponent with 3 <= e < 2^32 (65537 in practice)."""
+    exponent = _b64url_int(jwk.get("e"))
+    return _b64url_int(jwk.get("n")).bit_length() >= MIN_RSA_BITS and exponent % 2 == 1 and 3 <= exponent < _MAX_RSA_E
 
 
 def _family(jwk: Mapping[str, Any]) -> tuple[frozenset[str], dict[str, Any]] | None:
@@ -46,7 +56,7 @@ def _family(jwk: Mapping[str, Any]) -> tuple[frozenset[str], dict[str, Any]] | N
     if not algorithms:
         return None
     if kty == "RSA":
-        if _b64url_int_bits(jwk.get("n")) < MIN_RSA_BITS:
+        if not _usable_rsa(jwk):
             return None
         return algorithms, {"kty": kty, "n": jwk["n"], "e": jwk.get("e")}
     if kty == "EC":

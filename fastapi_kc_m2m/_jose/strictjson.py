@@ -1,4 +1,5 @@
-"""Strict JSON objects (RFC 8259 §4, §8.1): UTF-8, no duplicate member names, no NaN or Infinity.
+"""Strict JSON objects (RFC 8259 §4, §8.1, §8.2): UTF-8, no duplicate member names, no NaN or Infinity, no
+lone surrogate escapes (``"\\ud800"``: no Unicode character, and unencodable when echoed back).
 
 One C-level scan, skipping ``JSONDecoder.decode``'s Python wrapper. Anything else raises
 :class:`ValueError`; what that means is the caller's to say.
@@ -40,4 +41,14 @@ def loads_object(raw: bytes) -> dict[str, Any]:
     # UnicodeDecodeError and the decoder's JSONDecodeError are ValueErrors already.
     if end != len(text) or not isinstance(value, dict):
         raise ValueError("not a JSON object")
+    if "\\ud" in text or "\\uD" in text:  # the only way a surrogate gets in: raw ones fail UTF-8
+        _refuse_lone_surrogates(value)
     return value
+
+
+def _refuse_lone_surrogates(value: dict[str, Any]) -> None:
+    """RFC 8259 §8.2: every string, member names too, must be Unicode; a pair decodes to one character."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        raise ValueError("lone surrogate in a string") from None

@@ -50,6 +50,10 @@ class TokenCache(Generic[V]):
         """Remember ``value`` until ``deadline``; drop the oldest entry when full."""
         bounded_put(self._entries, digest, (value, deadline), self._maxsize)
 
+    def drop_where(self, retired: Callable[[V], bool]) -> None:
+        """Forget every entry whose value ``retired`` holds for (one pass over the cache)."""
+        self._entries = {digest: entry for digest, entry in self._entries.items() if not retired(entry[0])}
+
     def clear(self) -> None:
         """Forget every entry."""
         self._entries.clear()

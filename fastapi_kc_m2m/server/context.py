@@ -30,14 +30,16 @@ class RequestContext(NamedTuple):
 
 
 class Verification(NamedTuple):
-    """The outcome of verifying one token: who called, the token's SHA-256, and whether it is a
-    lightweight token (no ``aud``: its audience and roles come from introspection) and was introspected.
+    """The outcome of verifying one token: who called, the token's SHA-256, whether it is a lightweight
+    token (no ``aud``: its audience and roles come from introspection) and was introspected, and the
+    ``kid`` of its header (RFC 7515 §4.1.4).
 
-    It depends on the token alone, so the verifier caches it by ``digest``; a named tuple, like the
-    context.
+    It depends on the token alone, so the verifier caches it by ``digest``, until its key is retired; a
+    named tuple, like the context.
     """
 
     principal: ServicePrincipal
     digest: bytes
     lightweight: bool = False
     introspected: bool = False
+    kid: str | None = None

@@ -9,7 +9,9 @@ kept small and never trusted blindly:
 - the answer counts only when ``active`` is the JSON boolean ``true`` (§2.2); ``false`` means inactive
   (401); anything else — an error status, a timeout, a body that is not a JSON object, ``active``
   missing or not a boolean — fails closed with 503 and ``Retry-After``, never falling back to the local
-  result (§4);
+  result (§4); for ``jwks_retry_interval`` after such a failure, that issuer's further calls are refused
+  at once with 503 and the remaining time as ``Retry-After``, without a call or a warning (§4: limit
+  the load on a failing server);
 - answers are kept in the :class:`~.store.Store` under the token's SHA-256, active ones for
   ``introspection_cache_ttl`` but never past the token's ``exp``, inactive ones for
   ``introspection_cache_ttl`` (a revoked token never becomes active again; a re-enabled client's
@@ -96,6 +98,7 @@ class Introspector:
         self._observer = observer or LoggingObserver()
         self._flights: KeyedSingleFlight[bytes, StoreValue] = KeyedSingleFlight()
         self._retry_after = math.ceil(settings.jwks_retry_interval)
+        self._retry_at: dict[str, float] = {}  # per issuer, after a failed call
         self._hinted = False
 
     @property
@@ -112,13 +115,14 @@ class Introspector:
         """
         answer = await self._store.get(verified.digest)
         if answer is None:
+            self._check_backing_off(verified.principal.issuer)
             answer = await self._flights.run(verified.digest, lambda: self._introspect(token, verified))
         refusal = answer.get("refused")
         if isinstance(refusal, str):
             raise InvalidToken(refusal)
         claims = answer.get("claims")
         principal = ServicePrincipal.from_claims(dict(claims)) if isinstance(claims, dict) else verified.principal
-        return Verification(principal, verified.digest, verified.lightweight, introspected=True)
+        return Verification(principal, verified.digest, verified.lightweight, introspected=True, kid=verified.kid)
 
     @property
     def in_flight(self) -> int:
@@ -133,6 +137,12 @@ class Introspector:
         """Cancel introspection calls under way."""
         self._flights.cancel()
 
+    def _check_backing_off(self, issuer: str) -> None:
+        """Refuse at once while ``issuer``'s last call failed less than the retry interval ago."""
+        wait = self._retry_at.get(issuer, -math.inf) - self._clock()
+        if wait > 0:
+            raise IdentityProviderUnavailable(math.ceil(wait), _UNAVAILABLE)
+
     async def _introspect(self, token: str, verified: Verification) -> StoreValue:
         issuer = verified.principal.issuer
         started = time.perf_counter()
@@ -141,6 +151,7 @@ class Introspector:
         except Exception as exc:  # any failure, even an unforeseen one, fails closed (RFC 7662 §4)
             reason = str(exc) if isinstance(exc, FetchError | _Failure) else type(exc).__name__
             self._observer.introspected(issuer, reason, time.perf_counter() - started)
+            self._retry_at[issuer] = self._clock() + self._settings.jwks_retry_interval
             raise IdentityProviderUnavailable(self._retry_after, _UNAVAILABLE) from None
         self._observer.introspected(
             issuer, "inactive" if "refused" in answer else "active", time.perf_counter() - started
@@ -180,10 +191,11 @@ class Introspector:
 
     def _lightweight_claims(self, answer: Mapping[str, Any], verified: ServicePrincipal) -> StoreValue:
         """A lightweight token's claims from the answer; ``iss`` and ``exp`` stay the verified token's,
-        and the audience and client rules apply to the answer."""
+        an answer without ``typ`` (RFC 7662 §2.2 has none) keeps the token's, and the type, audience and
+        client rules apply to the answer."""
         if answer.get("iss") != verified.issuer:
             raise _Failure("answer names another issuer")
-        claims = {**answer, "iss": verified.issuer, "exp": verified.expires_at}
+        claims = {"typ": verified.claims.get("typ"), **answer, "iss": verified.issuer, "exp": verified.expires_at}
         try:
             check_type(claims)
             check_audience(claims, self._settings.audience)

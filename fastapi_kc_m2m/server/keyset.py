@@ -9,7 +9,9 @@ Policy, all timings from :class:`~fastapi_kc_m2m.settings.KeycloakSettings`:
 - exactly one fetch in flight, shared by every waiter;
 - a failed fetch (status, timeout, not JSON, too large, no usable key) keeps the last good keys serving
   up to ``jwks_max_stale`` after their fetch; new attempts wait ``jwks_retry_interval``;
-- with no usable keys the caller gets :class:`IdentityProviderUnavailable` with a retry-after hint.
+- with no usable keys the caller gets :class:`IdentityProviderUnavailable` with a retry-after hint;
+- a fetch that no longer publishes a kid tells ``on_retired`` which kids went, so tokens verified with
+  them stop passing at once (RFC 7517 §5: the set is the issuer's current keys).
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ class KeySet:
         *,
         clock: Callable[[], float],
         observer: Observer | None = None,
+        on_retired: Callable[[frozenset[str | None]], None] | None = None,
     ) -> None:
         self.issuer = metadata.issuer
+        self._on_retired = on_retired
         self._metadata = metadata
         self._client = client
         self._settings = settings
@@ -163,8 +167,11 @@ class KeySet:
         by_kid: dict[str | None, list[VerificationKey]] = {}
         for key in keys:
             by_kid.setdefault(key.kid, []).append(key)
+        retired = frozenset(self._by_kid.keys() - by_kid.keys())
         self._by_kid = {kid: tuple(group) for kid, group in by_kid.items()}
         self._count = len(keys)
+        if retired and self._on_retired is not None:
+            self._on_retired(retired)
         fetched_at = self._clock()
         self._refresh_at = fetched_at + self._settings.jwks_ttl - self._settings.jwks_refresh_ahead
         self._stale_at = fetched_at + self._settings.jwks_max_stale

@@ -9,17 +9,17 @@ token that passed all of it may then be introspected (RFC 7662, :mod:`.introspec
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import math
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
 
 import httpx
 
 from .._idp.discovery import ProviderMetadata
-from .._jose.claims import check_audience, check_client, check_header, check_times, check_type
+from .._jose.claims import calling_client, check_audience, check_client, check_header, check_times, check_type
 from .._jose.jws import decode_segment, signature_is_valid, split_compact
 from .._jose.strictjson import loads_object
 from ..errors import AuthError, IdentityProviderUnavailable, InvalidToken
@@ -87,10 +87,20 @@ class TokenVerifier:
             follow_redirects=False,
             transport=self._transport,
         )
-        limits = self.settings.http_limits
-        metadata = {issuer: ProviderMetadata(issuer, self._client, limits) for issuer in self.settings.trusted_issuers}
+        limits, retry = self.settings.http_limits, self.settings.jwks_retry_interval
+        metadata = {
+            issuer: ProviderMetadata(issuer, self._client, limits, retry_interval=retry, clock=self._clock)
+            for issuer in self.settings.trusted_issuers
+        }
         self._key_sets = {
-            issuer: KeySet(meta, self._client, self.settings, clock=self._clock, observer=self._observer)
+            issuer: KeySet(
+                meta,
+                self._client,
+                self.settings,
+                clock=self._clock,
+                observer=self._observer,
+                on_retired=functools.partial(self._forget_keys, issuer),
+            )
             for issuer, meta in metadata.items()
         }
         self._introspector = (
@@ -257,11 +267,11 @@ class TokenVerifier:
                 raise InvalidToken("invalid signature")
         except AuthError as error:
             error.issuer = key_set.issuer if key_set is not None else None
-            error.client_id = _unverified_client(claims)
+            error.client_id = calling_client(claims)
             raise
-        return Verification(ServicePrincipal.from_claims(claims), digest, lightweight)
+        return Verification(ServicePrincipal.from_claims(claims), digest, lightweight, kid=kid)
 
-
-def _unverified_client(claims: dict[str, Any]) -> str | None:
-    client = claims.get("azp") or claims.get("client_id")
-    return client if isinstance(client, str) else None
+    def _forget_keys(self, issuer: str, kids: frozenset[str | None]) -> None:
+        """Drop cached verifications by keys ``issuer`` no longer publishes; a token without ``kid``
+        was checked with the then only key, which may be among them."""
+        self._cache.drop_where(lambda v: v.principal.issuer == issuer and (v.kid is None or v.kid in kids))

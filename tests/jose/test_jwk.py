@@ -76,6 +76,19 @@ def test_malformed_rsa_key_is_ignored(damage: Any, rsa_key: RSAKey) -> None:
     assert usable_keys({"keys": [damage(public(rsa_key))]}, RSA) == []
 
 
+@pytest.mark.parametrize(
+    "e", [2**32 + 1, 2**255 + 1, 2**2047 + 1, 65536, 1], ids=["2^32+1", "2^255+1", "2^2047+1", "even", "one"]
+)
+def test_rsa_public_exponent_outside_odd_3_to_2_32_is_ignored(e: int, rsa_key: RSAKey) -> None:
+    """A hostile key set's huge exponent would cost ~5 ms per forged token (RFC 7518 §6.3.1.2, SP 800-56B)."""
+    assert usable_keys({"keys": [public(rsa_key, e=b64int(e))]}, RSA) == []
+
+
+@pytest.mark.parametrize("e", [3, 17, 65537, 2**32 - 1])
+def test_rsa_public_exponent_in_range_is_kept(e: int, rsa_key: RSAKey) -> None:
+    assert len(usable_keys({"keys": [public(rsa_key, e=b64int(e))]}, RSA)) == 1
+
+
 def test_ec_point_off_the_curve_is_ignored() -> None:
     key = public(generate_key("ES256"))
     off_curve = {**key, "y": key["x"]}

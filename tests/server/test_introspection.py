@@ -190,7 +190,7 @@ async def api_client(auth: KeycloakAuth) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.mark.parametrize("mode", ["status", "timeout", "html", "oversized", "active_string", "active_missing"])
-async def test_each_failure_mode_is_503_with_retry_after(issuer: TestIssuer, mode: Any) -> None:
+async def test_each_failure_mode_is_503_with_retry_after(issuer: TestIssuer, clock: FrozenClock, mode: Any) -> None:
     issuer.fail("introspection", mode)
     token = issuer.token()
     async with api_client(introspecting(issuer, introspection_timeout=0.2)) as client:
@@ -198,7 +198,29 @@ async def test_each_failure_mode_is_503_with_retry_after(issuer: TestIssuer, mod
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"
         assert response.json() == {"error_description": "token introspection is unavailable"}
-        issuer.heal()  # failures are not cached: the next request asks again
+        issuer.heal()  # failures are not cached: after the retry interval the next request asks again
+        clock.advance(5)
+        assert (await client.get("/orders", headers=bearer(token))).status_code == 200
+    assert issuer.requests["introspection"] == 2
+
+
+async def test_failed_introspection_backs_off_for_the_retry_interval(
+    issuer: TestIssuer, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 7662 §4: after a failed call, one issuer's further calls are refused at once (503 + Retry-After
+    with the remaining time), with neither a call nor a warning, until the retry interval has passed."""
+    caplog.set_level(logging.WARNING, logger="fastapi_kc_m2m")
+    issuer.fail("introspection", "status")
+    token = issuer.token()
+    async with api_client(introspecting(issuer, jwks_retry_interval=5)) as client:
+        for _ in range(200):
+            response = await client.get("/orders", headers=bearer(token))
+            assert (response.status_code, response.headers["retry-after"]) == (503, "5")
+        clock.advance(3.5)
+        assert (await client.get("/orders", headers=bearer(token))).headers["retry-after"] == "2"
+        assert (issuer.requests["introspection"], len(caplog.records)) == (1, 1)
+        issuer.heal()
+        clock.advance(1.5)
         assert (await client.get("/orders", headers=bearer(token))).status_code == 200
     assert issuer.requests["introspection"] == 2
 
@@ -496,13 +518,14 @@ async def test_lightweight_tokens_are_refused_unless_enabled(issuer: TestIssuer)
     assert issuer.requests["introspection"] == 0
 
 
-async def test_lightweight_token_never_passes_without_an_answer(issuer: TestIssuer) -> None:
+async def test_lightweight_token_never_passes_without_an_answer(issuer: TestIssuer, clock: FrozenClock) -> None:
     token = issuer.token(lightweight=True)
     issuer.fail("introspection", "timeout")
     async with introspecting(issuer, introspection="off", lightweight_tokens=True, introspection_timeout=0.2) as auth:
         with pytest.raises(IdentityProviderUnavailable):
             await auth.verify(token)
         issuer.heal()
+        clock.advance(5)  # the retry interval after a failed call
         issuer.revoke(token)
         with pytest.raises(InvalidToken, match="not active"):
             await auth.verify(token)
@@ -542,6 +565,14 @@ async def test_lightweight_answer_must_fit_the_token(issuer: TestIssuer, answer:
     async with answering(issuer, body, introspection="off", lightweight_tokens=True) as auth:
         with pytest.raises(error):
             await auth.verify(token)
+
+
+async def test_lightweight_answer_without_typ_keeps_the_token_typ(issuer: TestIssuer) -> None:
+    token = issuer.token(lightweight=True)
+    answer = issuer.introspection_answer(token, issuer.audience)
+    del answer["typ"]
+    async with answering(issuer, json.dumps(answer).encode(), lightweight_tokens=True) as auth:
+        assert (await auth.verify(token)).claims["typ"] == "Bearer"
 
 
 async def test_lightweight_principal_keeps_the_verified_exp(issuer: TestIssuer) -> None:

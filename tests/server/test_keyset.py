@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import RSAKey
 
 from fastapi_kc_m2m import IdentityProviderUnavailable, InvalidToken, KeycloakAuth, KeycloakSettings, KeySet
-from fastapi_kc_m2m.testing import FailureMode, FrozenClock, TestIssuer, generate_key
+from fastapi_kc_m2m.testing import OMIT, FailureMode, FrozenClock, TestIssuer, generate_key
 from tests.helpers import Gate, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -435,6 +435,27 @@ async def test_retired_key_stops_verifying_after_a_refresh(
     await settled(fast_auth, issuer)
     with pytest.raises(InvalidToken):
         await fast_auth.verify(issuer.token(key=old))
+
+
+async def test_token_verified_before_its_key_was_retired_is_refused_after_the_refresh(
+    issuer: TestIssuer, auth: KeycloakAuth
+) -> None:
+    """The token cache holds no verification past its key's retirement (RFC 7517 §5: the current keys)."""
+    old = issuer.signing_key
+    kept, retired, keyless = issuer.token(), issuer.token(), issuer.token(header={"kid": OMIT})
+    for token in (kept, retired, keyless):
+        await auth.verify(token)
+    issuer.rotate()
+    assert await auth.key_set(issuer.issuer).refresh()  # a rotation retiring nothing keeps the cache
+    assert (await auth.verify(retired)).client_id == "machine-a"
+    issuer.retire(old)
+    kept = issuer.token()
+    await auth.verify(kept)
+    assert await auth.key_set(issuer.issuer).refresh()
+    for token in (retired, keyless):
+        with pytest.raises(InvalidToken):
+            await auth.verify(token)
+    assert (await auth.verify(kept)).client_id == "machine-a"
 
 
 # ---------------------------------------------------------------------------- discovery

@@ -689,11 +689,19 @@ async def test_header_typ_of_other_tokens_is_refused(issuer: TestIssuer, auth: K
 @pytest.mark.parametrize(
     "header_typ", ["JWT", "jwt", "Jwt", "at+jwt", "AT+JWT", "application/at+jwt", "Application/AT+JWT", OMIT]
 )
-@pytest.mark.parametrize("payload_typ", ["Bearer", "bearer", "BEARER", OMIT])
+@pytest.mark.parametrize("payload_typ", ["Bearer", "bearer", "BEARER"])
 async def test_access_token_typ_variants_are_accepted(
     issuer: TestIssuer, auth: KeycloakAuth, header_typ: Any, payload_typ: Any
 ) -> None:
     await auth.verify(issuer.token(typ=payload_typ, header={"typ": header_typ}))
+
+
+async def test_untyped_jwt_signed_by_the_realm_is_refused(issuer: TestIssuer, auth: KeycloakAuth) -> None:
+    """A JARM authorization response (no payload typ) with our aud and the wanted scope: RFC 8725 §3.11."""
+    now = int(issuer.clock())
+    jarm = {"iss": issuer.issuer, "aud": issuer.audience, "exp": now + 60, "code": "c", "scope": "orders:read"}
+    await refused(auth, issuer.sign(jarm))
+    await refused(auth, issuer.token(typ=OMIT))
 
 
 async def test_untrusted_realm_is_refused_without_any_fetch(
@@ -776,3 +784,19 @@ async def test_invalid_tokens_are_never_cached(
     await refused(auth, early)
     clock.advance(120)
     await auth.verify(early)
+
+
+@pytest.mark.parametrize("azp", ["", 7, OMIT])
+async def test_allow_list_and_principal_name_the_same_caller(issuer: TestIssuer, azp: Any) -> None:
+    """One rule for the calling client: ``azp`` when a non-empty string, else ``client_id``."""
+    token = issuer.token(azp=azp, client_id="machine-c")
+    async with issuer.auth(allowed_clients=("machine-c",)) as auth:
+        assert (await auth.verify(token)).client_id == "machine-c"
+    async with issuer.auth(allowed_clients=("machine-a",)) as auth:
+        await refused(auth, issuer.token(azp=azp, client_id="machine-c"))
+
+
+async def test_lone_surrogate_in_a_claim_is_refused(issuer: TestIssuer, auth: KeycloakAuth) -> None:
+    """Echoed back, ``"\\ud800"`` would make the JSON response fail (a 500): RFC 8259 §8.2."""
+    payload = json.dumps(issuer.claims()).encode()[:-1] + rb', "name": "\ud800"}'
+    await refused(auth, issuer.sign(payload))
