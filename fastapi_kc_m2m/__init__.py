@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 # Public name -> the module defining it.
 _WHERE = {
+    "__version__": "._version",
     "AccessToken": ".client",
     "ClientCredentialsAuth": ".client",
     "ClientCredentialsError": ".client",

@@ -46,6 +46,7 @@ from .._idp.client_auth import (
     PrivateKey,
     PrivateKeyJWT,
     client_authentication,
+    key_material,
     load_private_key,
 )
 from .._idp.discovery import discovery_url, endpoint_of
@@ -131,7 +132,7 @@ class _Step(enum.Enum):
     RELEASE = enum.auto()
 
 
-#: A private key as given: a PEM file's path, PEM bytes, a private JWK or its JSON text, or a joserfc key.
+#: A private key as given: a PEM file's path, PEM bytes or text, a private JWK or its JSON text, or a joserfc key.
 KeySource = str | bytes | os.PathLike[str] | Mapping[str, Any] | PrivateKey
 
 # Yields requests (inside the refresh section: to the token endpoint) and lock steps; receives responses.
@@ -143,7 +144,7 @@ class ClientCredentialsAuth(httpx.Auth):
 
     Give ``issuer`` (the realm URL; discovery finds the token endpoint) or ``token_endpoint``, or both.
     Credentials: ``client_secret`` (``client_secret_basic`` unless ``method="client_secret_post"``) or
-    ``private_key`` for ``private_key_jwt`` (a PEM file's path, PEM bytes, a private JWK or its JSON, or
+    ``private_key`` for ``private_key_jwt`` (a PEM file's path, PEM bytes or text, a private JWK or its JSON, or
     a joserfc key), signed with ``algorithm`` (default: RS256 for RSA keys, ES256/384/512 by curve) and
     ``key_id`` as the ``kid`` header (default: the JWK's ``kid``, none for PEM). The assertion's ``aud``
     is the issuer, else the token endpoint (both accepted by Keycloak).
@@ -402,18 +403,20 @@ def _client_authentication(
 
 def load_signing_key(source: KeySource, algorithm: str | None = None) -> tuple[PrivateKey, str]:
     """A private key for client assertions and its algorithm: ``algorithm`` if given, else RS256 for an
-    RSA key and ES256/ES384/ES512 by an EC key's curve. ``source`` is a PEM file's path, PEM bytes, a
-    private JWK (or its JSON) or a joserfc key; a ``ValueError`` says why it is unusable."""
+    RSA key and ES256/ES384/ES512 by an EC key's curve. ``source`` is a PEM file's path, PEM bytes or text, a
+    private JWK (or its JSON) or a joserfc key; a ``ValueError`` says why it is unusable, an ``OSError``
+    that the file cannot be read, neither repeating ``source``."""
+    material = source if isinstance(source, PrivateKey) else key_material(source)  # read once, errors kept
     for candidate in (algorithm,) if algorithm else _DEFAULT_ALGORITHMS:
         try:
-            key = source if isinstance(source, PrivateKey) else load_private_key(source, algorithm=candidate)
+            key = material if isinstance(material, PrivateKey) else load_private_key(material, algorithm=candidate)
             PrivateKeyJWT("check", key, algorithm=candidate)  # refuses keys that do not fit the algorithm
         except ValueError as exc:
             if algorithm:
                 raise ValueError(f"private_key: {exc}") from None
             continue
         return key, candidate
-    raise ValueError("private_key: not an RSA (2048+ bits) or EC (P-256/384/521) private key; set algorithm to see why")
+    raise ValueError("private_key: not an RSA (2048+ bits) or EC (P-256/384/521) private key")
 
 
 def _ask(what: str, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, tuple[httpx.Response, str]]:

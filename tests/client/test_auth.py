@@ -542,6 +542,17 @@ def test_configuration_mistakes_fail_at_construction(options: dict[str, Any], me
         ClientCredentialsAuth("machine-a", **options)
 
 
+def test_pem_text_is_a_key_and_unreadable_key_material_is_never_repeated(issuer: TestIssuer, make_auth: Any) -> None:
+    key = generate_key("RS256")
+    issuer.register_client("pem-text", public_key=key)
+    auth = make_auth("pem-text", issuer=issuer.issuer, private_key=key.as_pem(private=True).decode())
+    assert claims_of(auth.get_token().value)["azp"] == "pem-text"
+    body = "".join(key.as_pem(private=True).decode().splitlines()[1:-1])  # the key without its PEM lines
+    with pytest.raises(OSError, match=r"^cannot read the key file: ") as raised:
+        ClientCredentialsAuth("pem-text", issuer=issuer.issuer, private_key=body)
+    assert body[:32] not in str(raised.value)
+
+
 # ------------------------------------------------------------------ the client's own JWKS (RFC 7517), for jwks.url
 async def test_the_jwks_endpoint_publishes_current_and_next_public_keys_by_kid() -> None:
     current = load_private_key(generate_key("RS256").as_pem(private=True))  # PEM: no kid of its own
