@@ -56,8 +56,8 @@ CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 60
 
 _KEY_CLASSES: dict[str, type[PrivateKey]] = {"RSA": RSAKey, "EC": ECKey}
-# A key file's path longer than this is not repeated in errors: it may be key material given by mistake.
-_MAX_SHOWN_PATH = 256
+# A key file's name longer than this is not repeated in errors: it may be key material given by mistake.
+_MAX_SHOWN_NAME = 64
 
 
 class ClientAuthentication(ABC):
@@ -213,13 +213,14 @@ def key_material(source: str | bytes | os.PathLike[str] | Mapping[str, Any]) -> 
 
 
 def _read_key_file(path: str) -> bytes:
-    """The file's bytes; an error names at most the file's name, and only when ``path`` looks like one."""
+    """The file's bytes; an error names at most the file's name, and only when it looks like one: short,
+    with a dot, which base64 (RFC 4648 §4, §5) and hex key material never have."""
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        looks_like_a_path = len(path) <= _MAX_SHOWN_PATH and path.isprintable() and "-----" not in path
-        name = f" {Path(path).name!r}" if looks_like_a_path else ""
-        raise type(exc)(f"cannot read the key file{name}: {exc.strerror}") from None
+        name = Path(path).name
+        shown = f" {name!r}" if "." in name and len(name) <= _MAX_SHOWN_NAME and name.isprintable() else ""
+        raise type(exc)(f"cannot read the key file{shown}: {exc.strerror}") from None
 
 
 def _check_key(key: PrivateKey, algorithm: str) -> None:

@@ -194,13 +194,14 @@ def test_pem_text_is_key_material_not_a_path() -> None:
     assert loaded.thumbprint() == key.thumbprint()
 
 
-def unarmoured_key() -> str:
+def unarmoured_key(algorithm: str) -> str:
     """A private key's base64 body without its PEM lines: key material, not a path."""
-    return "".join(generate_key("RS256").as_pem(private=True).decode().splitlines()[1:-1])
+    return "".join(generate_key(algorithm).as_pem(private=True).decode().splitlines()[1:-1])
 
 
-def test_errors_never_repeat_what_may_be_key_material(tmp_path: Path) -> None:
-    body = unarmoured_key()
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])  # long, and short enough to pass for a path
+def test_errors_never_repeat_what_may_be_key_material(tmp_path: Path, algorithm: str) -> None:
+    body = unarmoured_key(algorithm)
     with pytest.raises(OSError, match=r"^cannot read the key file: ") as unread:
         load_private_key(body)
     broken = f"-----BEGIN PRIVATE KEY-----\n{body[:300]}\n-----END PRIVATE KEY-----\n"
@@ -210,6 +211,7 @@ def test_errors_never_repeat_what_may_be_key_material(tmp_path: Path) -> None:
         load_private_key(str(tmp_path / "absent.pem"))
     messages = " ".join(str(raised.value) for raised in (unread, refused, missing))
     assert body[:32] not in messages
+    assert body[-16:] not in messages
     assert str(tmp_path) not in messages  # the file's name at most
 
 
