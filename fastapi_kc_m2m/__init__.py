@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._version import __version__
     from .asgi.dependencies import (
         KeycloakClientCredentials,
         OAuth2Scheme,

@@ -391,7 +391,7 @@ def _failure(exc: Exception) -> tuple[str, int]:
         return str(exc), exc.status
     if isinstance(exc, ClientCredentialsError):
         unavailable = exc.error in ("network_error", "invalid_response")
-        return f"token request failed: {exc}", EXIT_UNAVAILABLE if unavailable else EXIT_REFUSED
+        return f"no token: {exc}", EXIT_UNAVAILABLE if unavailable else EXIT_REFUSED  # exc names the step
     if isinstance(exc, ValidationError):  # settings: pydantic's first complaint, without its prefix
         return "configuration: " + str(exc.errors()[0]["msg"]).removeprefix("Value error, "), EXIT_USAGE
     if isinstance(exc, ValueError | OSError) and str(exc):

@@ -125,6 +125,16 @@ def test_an_unreachable_keycloak_exits_3() -> None:
     assert "network_error" in one_line_error(result)
 
 
+def test_a_wrong_realm_is_blamed_on_discovery_with_its_url(kc: TestIssuer) -> None:
+    wrong = kc.issuer.replace("/realms/test", "/realms/nope")
+    result = run("token", "--issuer", wrong, "--client-id", "machine-a", "--client-secret", SECRET)
+    assert result.returncode == 3
+    message = one_line_error(result)
+    assert f"discovery at {wrong}/.well-known/openid-configuration answered HTTP 404 after " in message
+    assert message.endswith(": is the realm right?")
+    assert SECRET not in result.stderr
+
+
 def test_decode_shows_header_claims_and_readable_times(kc: TestIssuer) -> None:
     result = run("decode", stdin=kc.token(scope="orders:read") + "\n")
     assert result.returncode == 0, result.stderr

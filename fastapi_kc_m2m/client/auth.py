@@ -14,9 +14,12 @@ One object for ``httpx.Client`` and ``httpx.AsyncClient`` alike::
 - The token is cached and refreshed ahead of expiry, ``min(30 s, 10 % of its lifetime)`` before it;
   concurrent requests share one refresh (a thread lock for sync clients, an asyncio lock for async ones).
 - A 401 from the API (RFC 6750 §3.1) refreshes the token once and retries once, when the request body
-  can be sent again.
-- Failures of the token endpoint raise :class:`ClientCredentialsError` with the RFC 6749 §5.2 error code
-  and a fixed description; neither it, ``repr()`` nor the logs show a secret, an assertion or a token.
+  can be sent again; a token fetched for a 401 is not refreshed for another 401 within
+  :data:`RETRY_401_AFTER` seconds, so an API refusing the client costs no token request per call.
+- Each exchange with Keycloak (discovery, token request) is streamed, capped at ``max_response_bytes``
+  and must finish within ``timeout`` seconds in all, for sync and async clients alike.
+- Failures raise :class:`ClientCredentialsError` with the RFC 6749 §5.2 error code, the step that failed,
+  its URL and how long it took; neither it, ``repr()`` nor the logs show a secret, an assertion or a token.
 
 One generator (:meth:`ClientCredentialsAuth._flow`) holds that logic for both kinds of client; the sync
 and async drivers only take their lock and send the token request through their own HTTP client. The

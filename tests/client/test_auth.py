@@ -530,6 +530,8 @@ def _weak_rsa_pem() -> bytes:
         ({"issuer": "http://kc/realms/x"}, "exactly one of client_secret and private_key"),
         ({"issuer": "http://kc/realms/x", "client_secret": SECRET, "method": "private_key_jwt"}, "needs private_key"),
         ({"issuer": "http://kc/realms/x", "private_key": b"junk"}, "not an RSA"),
+        ({"issuer": "http://kc/realms/x", "client_secret": SECRET, "timeout": 0}, "must be positive"),
+        ({"issuer": "http://kc/realms/x", "client_secret": SECRET, "max_response_bytes": 0}, "must be positive"),
         ({"issuer": "http://kc/realms/x", "private_key": _weak_rsa_pem()}, "not an RSA"),
         (
             {"issuer": "http://kc/realms/x", "private_key": generate_key("RS256"), "algorithm": "ES256"},
