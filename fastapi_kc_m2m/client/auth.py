@@ -424,16 +424,17 @@ def load_signing_key(source: KeySource, algorithm: str | None = None) -> tuple[P
 
 def _ask(what: str, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, tuple[httpx.Response, str]]:
     """Have the driver send ``request`` to Keycloak; return its answer and where it came from: the step,
-    its URL (not secret; the form and headers are never shown) and how long it took."""
+    its URL (without userinfo; the form and headers are never shown) and how long it took."""
+    url = request.url.copy_with(userinfo=b"")
     started = time.monotonic()
     try:
         response = yield request
     except FetchError as exc:  # thrown in by the driver: unreachable, too slow, too large
         code = "network_error" if isinstance(exc, Unreachable) else "invalid_response"
-        detail = f"{what} at {request.url} failed after {time.monotonic() - started:.2f} s: {exc}"
+        detail = f"{what} at {url} failed after {time.monotonic() - started:.2f} s: {exc}"
         raise ClientCredentialsError(code, detail=detail) from None
     elapsed = time.monotonic() - started
-    return response, f"{what} at {request.url} answered HTTP {response.status_code} after {elapsed:.2f} s"
+    return response, f"{what} at {url} answered HTTP {response.status_code} after {elapsed:.2f} s"
 
 
 def _json_body(response: httpx.Response) -> dict[str, Any] | None:
