@@ -41,6 +41,9 @@ class Introspection(TypedDict):
 #: revoked token is refused on its next introspected call (the default reuses answers for 30 s).
 INTROSPECTION: Introspection = {"introspection": "per_route", "introspection_cache_ttl": 0}
 
+#: The client roles each caller's service account holds, as in ``keycloak/realm.json``.
+SERVICE_ACCOUNT_ROLES: dict[str, dict[str, list[str]]] = {"machine-a": {"machine-b": [WRITER_ROLE]}}
+
 
 @contextlib.contextmanager
 def local_realm() -> Iterator[tuple[KeycloakAuth, Callers]]:
@@ -49,7 +52,7 @@ def local_realm() -> Iterator[tuple[KeycloakAuth, Callers]]:
     held by ``machine-a``'s service account."""
     with TestIssuer.serving(realm="demo", optional_scopes={READ_SCOPE}) as realm:
         key = RSAKey.generate_key(2048, auto_kid=True)  # machine-a's private_key_jwt key (kid: RFC 7638)
-        realm.register_client("machine-a", public_key=key, client_roles={"machine-b": [WRITER_ROLE]})
+        realm.register_client("machine-a", public_key=key, client_roles=SERVICE_ACCOUNT_ROLES["machine-a"])
         realm.register_client("reporting", secret=REPORTING_SECRET)
         realm.register_client("machine-b", secret=MACHINE_B_SECRET)
         issuer = realm.issuer

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # `import X as X`: re-exported, also for strict type checkers (PEP 484)
+    from ._version import __version__ as __version__
     from .asgi.dependencies import KeycloakClientCredentials as KeycloakClientCredentials
     from .asgi.dependencies import OAuth2Scheme as OAuth2Scheme
     from .asgi.dependencies import Principal as Principal
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # `import X as X`: re-exported, also for strict type checkers
 
 # Public name -> the module defining it.
 _WHERE = {
+    "__version__": "._version",
     "AccessToken": ".client",
     "ClientCredentialsAuth": ".client",
     "ClientCredentialsError": ".client",

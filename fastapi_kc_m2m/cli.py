@@ -13,7 +13,9 @@ import datetime
 import json
 import logging
 import os
+import secrets
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from joserfc.jwk import ECKey, RSAKey
 
 from ._jose.jws import parse
+from ._version import __version__
 from .client import ClientCredentialsAuth, ClientCredentialsError, key_id, load_signing_key, public_jwks
 from .errors import AuthError, IdentityProviderUnavailable
 from .server.verifier import TokenVerifier
@@ -36,6 +39,8 @@ EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
 _CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
 _TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
 _SECRET_ENV = "KC_M2M_CLIENT_SECRET"
+_DEFAULT_BITS, _DEFAULT_CURVE = 2048, "P-256"
+_SHOWN = 200  # characters of an unverified claim that verify -v shows at most
 
 _EPILOG = {
     "keygen": """examples:
@@ -96,9 +101,13 @@ def _keygen(args: argparse.Namespace) -> int:
     ``jwt.credential.certificate`` wants it: base64 DER without PEM armour."""
     private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     if args.kind == "rsa":
-        private = rsa.generate_private_key(public_exponent=65537, key_size=args.bits)
+        if args.curve is not None:
+            raise CliError("--curve is for EC keys (--kind ec); RSA keys take --bits")
+        private = rsa.generate_private_key(public_exponent=65537, key_size=args.bits or _DEFAULT_BITS)
     else:
-        private = ec.generate_private_key(_CURVES[args.curve])
+        if args.bits is not None:
+            raise CliError("--bits is for RSA keys (--kind rsa); EC keys take --curve")
+        private = ec.generate_private_key(_CURVES[args.curve or _DEFAULT_CURVE])
     certificate = self_signed_certificate(private, args.name, days=args.days)
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -115,15 +124,30 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _write(path: Path, data: bytes, mode: int, force: bool) -> None:
-    """Write ``data`` to a new file created with ``mode``; an existing file needs ``force``."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    """Write ``data`` to ``path`` as a file of our own with ``mode``, never through a symlink: without
+    ``force`` nothing may be there; with it, a new file in the same directory replaces what is there
+    (a symlink itself, not its target)."""
+    if not force:
+        _create(path, data, mode)
+        return
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    _create(temporary, data, mode)
     try:
-        descriptor = os.open(path, flags, mode)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink()
+        raise
+
+
+def _create(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` exclusively (never following a symlink) with exactly ``mode``, and write ``data``."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     except FileExistsError:
         raise CliError(f"{path} exists; use --force to overwrite it") from None
     with os.fdopen(descriptor, "wb") as file:
+        os.fchmod(descriptor, mode)  # whatever the umask
         file.write(data)
-    os.chmod(path, mode)  # also when overwriting a file that had other permissions
 
 
 # ----------------------------------------------------------------- jwks
@@ -221,6 +245,8 @@ def _verify(args: argparse.Namespace) -> int:
             ("audience", args.audience),
             ("algorithms", args.algorithm),
             ("allowed_clients", args.allowed_client),
+            ("http_timeout", args.timeout),
+            ("introspection_timeout", args.timeout),
         )
         if value
     }
@@ -231,10 +257,40 @@ def _verify(args: argparse.Namespace) -> int:
     except IdentityProviderUnavailable as exc:
         raise CliError(f"unavailable: {exc.description} (kc-m2m -v verify ... tells why)", EXIT_UNAVAILABLE) from None
     except AuthError as exc:
+        if args.verbose:
+            for mismatch in _mismatches(settings, token):
+                _note(f"kc-m2m verify: {mismatch}")
         raise CliError(f"invalid: {exc.description}", EXIT_REFUSED) from None
     scopes = " ".join(sorted(principal.scopes)) or "-"
     print(f"valid: client {principal.client_id}, issuer {principal.issuer}, scopes {scopes}")
     return 0
+
+
+def _mismatches(settings: KeycloakSettings, token: str) -> list[str]:
+    """How the token's UNVERIFIED header and claims differ from the settings (``iss``, ``aud``, ``alg``,
+    ``exp``; RFC 7519 §4.1), for ``verify -v`` only: values are shown escaped and shortened."""
+    try:
+        header, claims, _, _ = parse(token)
+    except ValueError:
+        return []
+    found = []
+    issuer, audience, algorithm, expiry = claims.get("iss"), claims.get("aud"), header.get("alg"), claims.get("exp")
+    if issuer not in settings.trusted_issuers:
+        found.append(f"token iss {_shown(issuer)}, trusted issuers {_shown(list(settings.trusted_issuers))}")
+    if settings.audience not in (audience if isinstance(audience, list) else [audience]):
+        found.append(f"token aud {_shown(audience)}, audience {_shown(settings.audience)}")
+    if algorithm not in settings.algorithms:
+        found.append(f"token alg {_shown(algorithm)}, allowed {_shown(list(settings.algorithms))}")
+    now = int(time.time())
+    if not isinstance(expiry, int | float) or isinstance(expiry, bool) or expiry <= now:
+        found.append(f"token exp {_shown(expiry)}, now {now}")
+    return found
+
+
+def _shown(value: Any) -> str:
+    """``repr`` (escaping control characters), cut to :data:`_SHOWN` characters."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
 
 async def _verify_with(settings: KeycloakSettings, token: str) -> Any:
@@ -248,6 +304,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="kc-m2m", description="Keys, tokens and token checks for machine-to-machine calls through Keycloak."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (key fetches, failures)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
@@ -260,8 +317,8 @@ def _parser() -> argparse.ArgumentParser:
     keygen = command("keygen", _keygen, "Create a key pair and self-signed certificate for private_key_jwt.")
     keygen.add_argument("--name", default="client", help="client id: file names and certificate CN (%(default)s)")
     keygen.add_argument("--kind", choices=("rsa", "ec"), default="rsa", help="key type (%(default)s)")
-    keygen.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=2048, help="RSA key size (%(default)s)")
-    keygen.add_argument("--curve", choices=tuple(_CURVES), default="P-256", help="EC curve (%(default)s)")
+    keygen.add_argument("--bits", type=int, choices=(2048, 3072, 4096), help=f"RSA key size ({_DEFAULT_BITS})")
+    keygen.add_argument("--curve", choices=tuple(_CURVES), help=f"EC curve ({_DEFAULT_CURVE})")
     keygen.add_argument("--days", type=int, default=365, help="certificate validity in days (%(default)s)")
     keygen.add_argument("--out", type=Path, default=Path(), help="directory for the files (default: current)")
     keygen.add_argument("--force", action="store_true", help="overwrite existing files")
@@ -282,7 +339,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--alg", help="assertion algorithm (RS256, PS256, ES256, ...; default from the key)")
     token.add_argument("--kid", help="kid header of the assertion")
     token.add_argument("--scope", help="space-separated scopes to request")
-    token.add_argument("--timeout", type=float, default=10.0, help="seconds per HTTP operation (%(default)s)")
+    token.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds each exchange with Keycloak may take in all (%(default)s)"
+    )
     token.add_argument("--json", action="store_true", help="print the whole token response")
 
     decode = command("decode", _decode, "Show a token's header and claims WITHOUT verifying it.")
@@ -297,6 +356,9 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--audience", help="this API's client id, required in aud; or KC_M2M_AUDIENCE")
     verify.add_argument("--algorithm", action="append", help="accepted algorithm (repeatable); default RS256")
     verify.add_argument("--allowed-client", action="append", help="allowed azp (repeatable); default any")
+    verify.add_argument(
+        "--timeout", type=float, help="seconds each request to Keycloak may take (keys, introspection); default 5"
+    )
     return parser
 
 
@@ -328,7 +390,7 @@ def _failure(exc: Exception) -> tuple[str, int]:
         return str(exc), exc.status
     if isinstance(exc, ClientCredentialsError):
         unavailable = exc.error in ("network_error", "invalid_response")
-        return f"token request failed: {exc}", EXIT_UNAVAILABLE if unavailable else EXIT_REFUSED
+        return f"no token: {exc}", EXIT_UNAVAILABLE if unavailable else EXIT_REFUSED  # exc names the step
     if isinstance(exc, SettingsError):  # one line per problem; main prints the first
         return f"configuration: {exc}", EXIT_USAGE
     if isinstance(exc, ValueError | OSError) and str(exc):

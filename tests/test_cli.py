@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,16 @@ def test_an_unreachable_keycloak_exits_3() -> None:
     assert "network_error" in one_line_error(result)
 
 
+def test_a_wrong_realm_is_blamed_on_discovery_with_its_url(kc: TestIssuer) -> None:
+    wrong = kc.issuer.replace("/realms/test", "/realms/nope")
+    result = run("token", "--issuer", wrong, "--client-id", "machine-a", "--client-secret", SECRET)
+    assert result.returncode == 3
+    message = one_line_error(result)
+    assert f"discovery at {wrong}/.well-known/openid-configuration answered HTTP 404 after " in message
+    assert message.endswith(": is the realm right?")
+    assert SECRET not in result.stderr
+
+
 def test_decode_shows_header_claims_and_readable_times(kc: TestIssuer) -> None:
     result = run("decode", stdin=kc.token(scope="orders:read") + "\n")
     assert result.returncode == 0, result.stderr
@@ -180,3 +191,102 @@ def test_jwks_prints_public_keys_only(tmp_path: Path) -> None:
     keys = json.loads(result.stdout)["keys"]
     assert [key["kty"] for key in keys] == ["RSA", "EC"]
     assert all(key["use"] == "sig" and key["kid"] and "d" not in key for key in keys)
+
+
+# ------------------------------------------------------------------ key material never echoed
+def unarmoured(pem: bytes) -> str:
+    """A private key's base64 body without its PEM lines: key material a user might paste by mistake."""
+    return "".join(pem.decode().splitlines()[1:-1])
+
+
+def test_token_and_jwks_take_pem_text_and_never_echo_key_material(kc: TestIssuer) -> None:
+    key = generate_key("ES256")
+    pem = key.as_pem(private=True)
+    kc.register_client("pem-text", public_key=key)
+    endpoint = kc.discovery_document()["token_endpoint"]
+    token = run("token", "--token-endpoint", endpoint, "--client-id", "pem-text", "--key", pem.decode())
+    assert token.returncode == 0, token.stderr
+    assert json.loads(run("jwks", pem.decode()).stdout)["keys"][0]["kid"] == key.thumbprint()
+    body = unarmoured(pem)
+    for args in (("token", "--token-endpoint", endpoint, "--client-id", "pem-text", "--key", body), ("jwks", body)):
+        refused = run(*args)
+        assert refused.returncode == 2
+        assert "cannot read the key file: " in one_line_error(refused)
+        assert body[:32] not in refused.stderr
+        assert body[-16:] not in refused.stderr
+
+
+def test_a_missing_key_file_is_named_by_its_file_name_only(tmp_path: Path) -> None:
+    missing = run("jwks", str(tmp_path / "absent.key.pem"))
+    assert (
+        one_line_error(missing) == "kc-m2m jwks: cannot read the key file 'absent.key.pem': No such file or directory"
+    )
+
+
+def test_jwks_of_a_certificate_says_it_is_not_a_private_key(tmp_path: Path) -> None:
+    assert run("keygen", "--name", "m", "--out", str(tmp_path)).returncode == 0
+    result = run("jwks", str(tmp_path / "m.cert.pem"))
+    assert result.returncode == 2
+    assert "a certificate is not a private key" in one_line_error(result)
+
+
+# ------------------------------------------------------------------ keygen never writes through a symlink
+def test_keygen_force_replaces_a_symlink_instead_of_following_it(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.write_text("someone else's file")
+    elsewhere.chmod(0o644)
+    key_file = out / "m.key.pem"
+    key_file.symlink_to(elsewhere)
+    refused = run("keygen", "--name", "m", "--out", str(out))
+    assert refused.returncode == 2
+    assert "exists; use --force" in one_line_error(refused)
+    forced = run("keygen", "--name", "m", "--out", str(out), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert elsewhere.read_text() == "someone else's file"
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o644
+    assert not key_file.is_symlink()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert load_private_key(str(key_file)).is_private
+    assert sorted(path.name for path in out.iterdir()) == ["m.cert.pem", "m.key.pem"]  # no temporary file left
+
+
+# ------------------------------------------------------------------ options
+def test_version_is_the_package_metadata() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"kc-m2m {version('fastapi_kc_m2m')}"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [(("--kind", "ec", "--bits", "4096"), "--bits is for RSA keys"), (("--curve", "P-384"), "--curve is for EC keys")],
+)
+def test_keygen_refuses_an_option_of_the_other_key_kind(tmp_path: Path, options: tuple[str, ...], message: str) -> None:
+    result = run("keygen", "--out", str(tmp_path), *options)
+    assert result.returncode == 2
+    assert message in one_line_error(result)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_timeout_bounds_each_request_to_keycloak(kc: TestIssuer) -> None:
+    kc.fail("jwks", "timeout")
+    try:
+        started = time.monotonic()
+        result = run("verify", "--issuer", kc.issuer, "--audience", kc.audience, "--timeout", "0.5", kc.token())
+        elapsed = time.monotonic() - started
+    finally:
+        kc.heal()
+    assert result.returncode == 3, result.stderr
+    assert elapsed < 4.5  # the default is 5 s per request
+
+
+def test_verbose_verify_shows_the_mismatching_values(kc: TestIssuer) -> None:
+    stranger = TestIssuer("http://other.test")
+    token = stranger.token(audience="another-api")
+    result = run("-v", "verify", "--issuer", kc.issuer, "--audience", kc.audience, token)
+    assert result.returncode == 1
+    assert f"token iss 'http://other.test/realms/test', trusted issuers ['{kc.issuer}']" in result.stderr
+    assert f"token aud 'another-api', audience '{kc.audience}'" in result.stderr
+    quiet = run("verify", "--issuer", kc.issuer, "--audience", kc.audience, token)
+    assert "other.test" not in quiet.stderr  # only -v shows the unverified token's claims

@@ -43,6 +43,7 @@ __all__ = [
     "PrivateKey",
     "PrivateKeyJWT",
     "client_authentication",
+    "key_material",
     "load_private_key",
 ]
 
@@ -55,6 +56,8 @@ CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = 60
 
 _KEY_CLASSES: dict[str, type[PrivateKey]] = {"RSA": RSAKey, "EC": ECKey}
+# A key file's name longer than this is not repeated in errors: it may be key material given by mistake.
+_MAX_SHOWN_NAME = 64
 
 
 class ClientAuthentication(ABC):
@@ -175,28 +178,49 @@ def client_authentication(
 def load_private_key(
     source: str | bytes | os.PathLike[str] | Mapping[str, Any], *, algorithm: str = "RS256"
 ) -> PrivateKey:
-    """A private key for ``algorithm`` from PEM bytes, a PEM file's path, a JWK or a JWK's JSON text.
+    """A private key for ``algorithm`` from PEM bytes or text, a PEM file's path, a JWK or a JWK's JSON text.
 
     Refuses public keys, keys of another type or curve, and RSA keys under 2048 bits (RFC 7518 §3.3).
     """
     if algorithm not in ASSERTION_ALGORITHMS:
         raise ValueError(f"unsupported assertion algorithm {algorithm!r}")
     key_class = _KEY_CLASSES[key_type(algorithm)]
-    data: bytes | dict[str, Any]
-    if isinstance(source, Mapping):
-        data = dict(source)
-    elif isinstance(source, bytes):
-        data = source
-    elif isinstance(source, str) and source.lstrip().startswith("{"):
-        data = json.loads(source)
-    else:
-        data = Path(source).read_bytes()
+    data = key_material(source)
     try:
         key = key_class.import_key(data)
     except Exception:  # joserfc and cryptography raise many types; never echo key material
         raise ValueError(f"not a {key_class.key_type} private key usable with {algorithm}") from None
     _check_key(key, algorithm)
     return key
+
+
+def key_material(source: str | bytes | os.PathLike[str] | Mapping[str, Any]) -> bytes | dict[str, Any]:
+    """What a key is imported from: a JWK, PEM bytes, PEM text (a str starting with ``-----BEGIN``, RFC 7468),
+    JWK JSON text, else a file's contents. Errors never repeat ``source``, which may be key material."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    if isinstance(source, bytes):
+        data = source
+    elif isinstance(source, str) and source.lstrip().startswith("{"):
+        return dict(json.loads(source))
+    elif isinstance(source, str) and source.lstrip().startswith("-----BEGIN"):
+        data = source.encode()
+    else:
+        data = _read_key_file(os.fspath(source))
+    if b"-----BEGIN CERTIFICATE" in data and b"PRIVATE KEY-----" not in data:
+        raise ValueError("a certificate is not a private key: give the private key (e.g. NAME.key.pem)")
+    return data
+
+
+def _read_key_file(path: str) -> bytes:
+    """The file's bytes; an error names at most the file's name, and only when it looks like one: short,
+    with a dot, which base64 (RFC 4648 §4, §5) and hex key material never have."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        name = Path(path).name
+        shown = f" {name!r}" if "." in name and len(name) <= _MAX_SHOWN_NAME and name.isprintable() else ""
+        raise type(exc)(f"cannot read the key file{shown}: {exc.strerror}") from None
 
 
 def _check_key(key: PrivateKey, algorithm: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ import httpx
 
 from .._jose.strictjson import loads_object
 
-__all__ = ["FetchError", "HttpLimits", "read_json_object"]
+__all__ = ["FetchError", "HttpLimits", "Unreachable", "read_answer", "read_answer_sync", "read_json_object"]
 
 
 class FetchError(Exception):
@@ -26,35 +27,93 @@ class HttpLimits:
     timeout: float
 
 
-async def read_json_object(client: httpx.AsyncClient, request: httpx.Request, limits: HttpLimits) -> Mapping[str, Any]:
-    """Send ``request`` and return the strict JSON object (RFC 8259) of its 200 response.
+class Unreachable(FetchError):
+    """The exchange did not complete: no connection, a transport error, or the deadline passed."""
 
-    The whole exchange must finish within ``limits.timeout`` seconds and the body must not exceed
-    ``limits.max_body``; redirects are not followed, so a JWKS cannot be moved to another host. The body
-    is asked for and read uncompressed (RFC 9110 §12.5.3): a decompressed chunk could be far larger than
-    the cap before it is checked.
+
+class _Body:
+    """The raw body of one response as it arrives: the one place the size cap is enforced.
+
+    Bodies are asked for and read uncompressed (RFC 9110 §12.5.3): a decompressed chunk could be far
+    larger than the cap before it is checked.
     """
+
+    def __init__(self, response: httpx.Response, max_body: int, *, require_ok: bool) -> None:
+        if require_ok and response.status_code != 200:
+            raise FetchError(f"status {response.status_code}")
+        if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+            raise FetchError("compressed body")
+        self._status = response.status_code
+        self._max_body = max_body
+        self._data = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self._data += chunk
+        if len(self._data) > self._max_body:
+            raise FetchError("body too large")
+
+    def response(self, request: httpx.Request) -> httpx.Response:
+        """The status and the whole body, as a read response (its headers are not kept)."""
+        return httpx.Response(self._status, content=bytes(self._data), request=request)
+
+
+async def read_json_object(client: httpx.AsyncClient, request: httpx.Request, limits: HttpLimits) -> Mapping[str, Any]:
+    """Send ``request`` and return the strict JSON object (RFC 8259) of its 200 response, bounded as
+    :func:`read_answer` bounds it; redirects are not followed, so a JWKS cannot be moved to another host."""
+    return json_answer((await read_answer(client, request, limits, require_ok=True)).content)
+
+
+async def read_answer(
+    client: httpx.AsyncClient, request: httpx.Request, limits: HttpLimits, *, require_ok: bool = False
+) -> httpx.Response:
+    """Send ``request``; its answer, read whole, must fit ``limits.max_body`` and the whole exchange
+    ``limits.timeout`` seconds. Raises :class:`FetchError` (:class:`Unreachable` for transport failures)."""
     request.headers["Accept-Encoding"] = "identity"
     try:
         async with asyncio.timeout(limits.timeout):
             response = await client.send(request, stream=True, follow_redirects=False)
             try:
-                if response.status_code != 200:
-                    raise FetchError(f"status {response.status_code}")
-                if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-                    raise FetchError("compressed body")
-                body = bytearray()
+                body = _Body(response, limits.max_body, require_ok=require_ok)
                 async for chunk in response.aiter_raw():
-                    body += chunk
-                    if len(body) > limits.max_body:
-                        raise FetchError("body too large")
+                    body.add(chunk)
             finally:
                 await response.aclose()
     except TimeoutError:
-        raise FetchError("timed out") from None
+        raise Unreachable("timed out") from None
     except httpx.HTTPError as exc:
-        raise FetchError(type(exc).__name__) from None
-    return json_answer(bytes(body))
+        raise Unreachable(type(exc).__name__) from None
+    return body.response(request)
+
+
+def read_answer_sync(client: httpx.Client, request: httpx.Request, limits: HttpLimits) -> httpx.Response:
+    """:func:`read_answer` for a sync client: the deadline is checked between chunks, and the body's
+    reads may only wait for what remains of it once the headers are in."""
+    deadline = time.monotonic() + limits.timeout
+    request.headers["Accept-Encoding"] = "identity"
+    request.extensions["timeout"] = httpx.Timeout(limits.timeout).as_dict()
+    try:
+        response = client.send(request, stream=True, follow_redirects=False)
+        try:
+            body = _Body(response, limits.max_body, require_ok=False)
+            request.extensions["timeout"] = httpx.Timeout(_remaining(deadline)).as_dict()  # read when the body starts
+            for chunk in response.iter_raw():
+                _remaining(deadline)
+                body.add(chunk)
+        finally:
+            response.close()
+    except httpx.TimeoutException:
+        raise Unreachable("timed out") from None
+    except httpx.HTTPError as exc:
+        raise Unreachable(type(exc).__name__) from None
+    return body.response(request)
+
+
+def _remaining(deadline: float) -> float:
+    """Seconds left before ``deadline``; :class:`Unreachable` once it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise Unreachable("timed out")
+    return left
 
 
 def json_answer(body: bytes) -> dict[str, Any]:

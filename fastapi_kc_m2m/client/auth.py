@@ -14,9 +14,12 @@ One object for ``httpx.Client`` and ``httpx.AsyncClient`` alike::
 - The token is cached and refreshed ahead of expiry, ``min(30 s, 10 % of its lifetime)`` before it;
   concurrent requests share one refresh (a thread lock for sync clients, an asyncio lock for async ones).
 - A 401 from the API (RFC 6750 §3.1) refreshes the token once and retries once, when the request body
-  can be sent again.
-- Failures of the token endpoint raise :class:`ClientCredentialsError` with the RFC 6749 §5.2 error code
-  and a fixed description; neither it, ``repr()`` nor the logs show a secret, an assertion or a token.
+  can be sent again; a token fetched for a 401 is not refreshed for another 401 within
+  :data:`RETRY_401_AFTER` seconds, so an API refusing the client costs no token request per call.
+- Each exchange with Keycloak (discovery, token request) is streamed, capped at ``max_response_bytes``
+  and must finish within ``timeout`` seconds in all, for sync and async clients alike.
+- Failures raise :class:`ClientCredentialsError` with the RFC 6749 §5.2 error code, the step that failed,
+  its URL and how long it took; neither it, ``repr()`` nor the logs show a secret, an assertion or a token.
 
 One generator (:meth:`ClientCredentialsAuth._flow`) holds that logic for both kinds of client; the sync
 and async drivers only take their lock and send the token request through their own HTTP client. The
@@ -46,10 +49,11 @@ from .._idp.client_auth import (
     PrivateKey,
     PrivateKeyJWT,
     client_authentication,
+    key_material,
     load_private_key,
 )
 from .._idp.discovery import discovery_url, endpoint_of
-from .._idp.http import FetchError, json_answer
+from .._idp.http import FetchError, HttpLimits, Unreachable, json_answer, read_answer, read_answer_sync
 from .._idp.urls import check_http_url
 from .._jose.algorithms import EC_CURVES
 
@@ -62,6 +66,10 @@ DEFAULT_LIFETIME = 60.0
 #: Refresh this long before expiry at most; short-lived tokens refresh at 90 % of their life.
 REFRESH_MARGIN = 30.0
 _REFRESH_FRACTION = 0.1
+#: A token fetched because the API answered 401 is not refreshed for another 401 until this old (seconds).
+RETRY_401_AFTER = 5.0
+#: Default cap on the bytes of a discovery document or token response.
+MAX_RESPONSE_BYTES = 64 * 1024
 # Algorithms tried, in order, when a key is given without one: RS256 for RSA, else by the EC curve.
 _DEFAULT_ALGORITHMS = ("RS256", *EC_CURVES)
 # RFC 6750 §2.1 b64token: what may follow "Bearer " in a header.
@@ -75,8 +83,8 @@ _DESCRIPTIONS = {
     "invalid_scope": "a requested scope is unknown or not assigned to the client",
     "invalid_request": "the token request was malformed",
     "unsupported_grant_type": "the token endpoint does not offer the client-credentials grant",
-    "network_error": "the token endpoint could not be reached",
-    "invalid_response": "the token endpoint's answer was unusable",
+    "network_error": "Keycloak could not be reached in time",
+    "invalid_response": "Keycloak's answer was unusable",
 }
 
 
@@ -84,8 +92,9 @@ class ClientCredentialsError(Exception):
     """No token could be had: ``error`` is the RFC 6749 §5.2 code, or ``network_error`` /
     ``invalid_response``; ``status_code`` the token endpoint's HTTP status, if it answered.
 
-    The message is a fixed phrase plus the error code and, at most, an exception's class name: never a
-    credential, a token or the server's own text.
+    The message is a fixed phrase plus the error code, the step that failed (discovery or token request),
+    its URL and how long it took, and at most an exception's class name: never a credential, a form, a
+    header, a token or the server's own text.
     """
 
     def __init__(self, error: str, *, status_code: int | None = None, detail: str | None = None) -> None:
@@ -97,12 +106,15 @@ class ClientCredentialsError(Exception):
         super().__init__(f"{error} ({self.description}{status}){reason}")
 
     @classmethod
-    def from_response(cls, response: httpx.Response, body: Mapping[str, Any] | None) -> ClientCredentialsError:
-        """The error of a non-200 token response (RFC 6749 §5.2); a code outside its syntax is not repeated."""
+    def from_response(
+        cls, response: httpx.Response, body: Mapping[str, Any] | None, where: str
+    ) -> ClientCredentialsError:
+        """The error of a non-200 token response (RFC 6749 §5.2); a code outside its syntax is not repeated.
+        ``where`` tells the step, its URL and its duration."""
         code = body.get("error") if body is not None else None
         if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
-            return cls(code, status_code=response.status_code)
-        return cls("invalid_response", status_code=response.status_code, detail="no OAuth error code")
+            return cls(code, status_code=response.status_code, detail=where)
+        return cls("invalid_response", status_code=response.status_code, detail=f"{where}: no OAuth error code")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +135,7 @@ class _Step(enum.Enum):
     RELEASE = enum.auto()
 
 
-#: A private key as given: a PEM file's path, PEM bytes, a private JWK or its JSON text, or a joserfc key.
+#: A private key as given: a PEM file's path, PEM bytes or text, a private JWK or its JSON text, or a joserfc key.
 KeySource = str | bytes | os.PathLike[str] | Mapping[str, Any] | PrivateKey
 
 # Yields requests (inside the refresh section: to the token endpoint) and lock steps; receives responses.
@@ -135,13 +147,14 @@ class ClientCredentialsAuth(httpx.Auth):
 
     Give ``issuer`` (the realm URL; discovery finds the token endpoint) or ``token_endpoint``, or both.
     Credentials: ``client_secret`` (``client_secret_basic`` unless ``method="client_secret_post"``) or
-    ``private_key`` for ``private_key_jwt`` (a PEM file's path, PEM bytes, a private JWK or its JSON, or
+    ``private_key`` for ``private_key_jwt`` (a PEM file's path, PEM bytes or text, a private JWK or its JSON, or
     a joserfc key), signed with ``algorithm`` (default: RS256 for RSA keys, ES256/384/512 by curve) and
     ``key_id`` as the ``kid`` header (default: the JWK's ``kid``, none for PEM). The assertion's ``aud``
     is the issuer, else the token endpoint (both accepted by Keycloak).
 
-    ``timeout`` and ``verify`` configure the HTTP client used for the token endpoint; call :meth:`close`
-    (sync use) or :meth:`aclose` (async use) when done.
+    Each exchange with Keycloak (discovery, token request) must finish within ``timeout`` seconds in all
+    and answer at most ``max_response_bytes``; ``verify`` configures TLS. Call :meth:`close` (sync use) or
+    :meth:`aclose` (async use) when done.
     """
 
     def __init__(
@@ -157,6 +170,7 @@ class ClientCredentialsAuth(httpx.Auth):
         key_id: str | None = None,
         scope: str | Sequence[str] | None = None,
         timeout: float = 10.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         verify: ssl.SSLContext | bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -168,10 +182,14 @@ class ClientCredentialsAuth(httpx.Auth):
         self._credentials = _client_authentication(
             client_id, client_secret, private_key, method=method, algorithm=algorithm, key_id=key_id, clock=clock
         )
+        if timeout <= 0 or max_response_bytes <= 0:
+            raise ValueError("timeout and max_response_bytes must be positive")
         self._clock = clock
         self._timeout = timeout
+        self._limits = HttpLimits(max_response_bytes, timeout)
         self._verify = verify
         self._token: AccessToken | None = None
+        self._fetched_for_401: tuple[AccessToken, float] | None = None  # the token and when
         self._thread_lock = threading.Lock()
         self._async_lock = asyncio.Lock()
         self._client: httpx.Client | None = None
@@ -222,12 +240,13 @@ class ClientCredentialsAuth(httpx.Auth):
 
     # ----------------------------------------------------------------- the flow, shared by both drivers
     def _flow(self, request: httpx.Request) -> _Flow:
-        """Send ``request`` with a token; after a 401 (RFC 6750 §3.1), refresh once and retry once."""
+        """Send ``request`` with a token; after a 401 (RFC 6750 §3.1), refresh once and retry once, unless
+        the token was itself fetched for a 401 less than :data:`RETRY_401_AFTER` seconds ago."""
         replayable = isinstance(request.stream, httpx.ByteStream)  # a streamed body cannot be sent again
         token = yield from self._fresh_token(stale=None)
         request.headers["Authorization"] = f"Bearer {token.value}"
         response = yield request
-        if response.status_code != httpx.codes.UNAUTHORIZED or not replayable:
+        if response.status_code != httpx.codes.UNAUTHORIZED or not replayable or self._fetched_for_401_recently(token):
             return
         token = yield from self._fresh_token(stale=token)
         request.headers["Authorization"] = f"Bearer {token.value}"
@@ -246,8 +265,18 @@ class ClientCredentialsAuth(httpx.Auth):
         token = self._usable(stale)  # another caller may have refreshed it meanwhile
         if token is None:
             token = yield from self._fetch()
+            if stale is not None:
+                self._fetched_for_401 = (token, self._clock())
         yield _Step.RELEASE
         return token
+
+    def _fetched_for_401_recently(self, token: AccessToken) -> bool:
+        """Whether ``token`` answered a 401 less than :data:`RETRY_401_AFTER` seconds ago: another 401
+        means the API refuses this client's tokens, and a new one would not help."""
+        if self._fetched_for_401 is None:
+            return False
+        fetched, at = self._fetched_for_401
+        return token is fetched and self._clock() - at < RETRY_401_AFTER
 
     def _usable(self, stale: AccessToken | None) -> AccessToken | None:
         token = self._token
@@ -262,21 +291,22 @@ class ClientCredentialsAuth(httpx.Auth):
         headers, fields = self._credentials.credentials(self.issuer or endpoint)
         started = self._clock()
         request = httpx.Request("POST", endpoint, data=form | fields, headers=headers | {"Accept": "application/json"})
-        self._token = _access_token((yield request), started)
+        response, where = yield from _ask("token request", request)
+        self._token = _access_token(response, started, where)
         logger.debug("fetched a token for client %s from %s", self.client_id, endpoint)
         return self._token
 
     def _discover(self) -> Generator[httpx.Request, httpx.Response, str]:
         """The ``token_endpoint`` of the issuer's discovery document, whose ``issuer`` must be ours (§4.3)."""
         issuer = str(self.issuer)  # set whenever token_endpoint is not
-        response = yield httpx.Request("GET", discovery_url(issuer))
-        document = _json_body(response)
-        if response.status_code != httpx.codes.OK or document is None:
-            raise ClientCredentialsError("invalid_response", status_code=response.status_code, detail="discovery")
+        response, where = yield from _ask("discovery", httpx.Request("GET", discovery_url(issuer)))
+        if response.status_code != httpx.codes.OK:
+            hint = ": is the realm right?" if response.status_code == httpx.codes.NOT_FOUND else ""
+            raise ClientCredentialsError("invalid_response", status_code=response.status_code, detail=where + hint)
         try:
-            self.token_endpoint = endpoint_of(document, issuer, "token_endpoint")
+            self.token_endpoint = endpoint_of(json_answer(response.content), issuer, "token_endpoint")
         except FetchError as exc:
-            raise ClientCredentialsError("invalid_response", detail=str(exc)) from None
+            raise ClientCredentialsError("invalid_response", status_code=200, detail=f"{where}: {exc}") from None
         return self.token_endpoint
 
     # ----------------------------------------------------------------- drivers
@@ -294,8 +324,10 @@ class ClientCredentialsAuth(httpx.Auth):
                     self._thread_lock.release()
                     locked = False
                     step = next(flow)
+                elif locked:
+                    step = self._exchange(flow, step)
                 else:
-                    step = flow.send(self._exchange(step) if locked else (yield step))
+                    step = flow.send((yield step))
         except StopIteration:
             return
         finally:
@@ -317,8 +349,10 @@ class ClientCredentialsAuth(httpx.Auth):
                     self._async_lock.release()
                     locked = False
                     step = next(flow)
+                elif locked:
+                    step = await self._aexchange(flow, step)
                 else:
-                    step = flow.send(await self._aexchange(step) if locked else (yield step))
+                    step = flow.send((yield step))
         except StopIteration:
             return
         finally:
@@ -326,21 +360,25 @@ class ClientCredentialsAuth(httpx.Auth):
                 self._async_lock.release()
             flow.close()
 
-    def _exchange(self, request: httpx.Request) -> httpx.Response:
+    def _exchange(self, flow: _Flow, request: httpx.Request) -> httpx.Request | _Step:
+        """Send a request to Keycloak, bounded by ``self._limits``; the answer, or the failure, goes to ``flow``."""
         if self._client is None:
             self._client = httpx.Client(timeout=self._timeout, verify=self._verify, follow_redirects=False)
         try:
-            return self._client.send(request)
-        except httpx.HTTPError as exc:
-            raise ClientCredentialsError("network_error", detail=type(exc).__name__) from None
+            response = read_answer_sync(self._client, request, self._limits)
+        except FetchError as exc:
+            return flow.throw(exc)
+        return flow.send(response)
 
-    async def _aexchange(self, request: httpx.Request) -> httpx.Response:
+    async def _aexchange(self, flow: _Flow, request: httpx.Request) -> httpx.Request | _Step:
+        """:meth:`_exchange` for async clients."""
         if self._async_client is None:
             self._async_client = httpx.AsyncClient(timeout=self._timeout, verify=self._verify, follow_redirects=False)
         try:
-            return await self._async_client.send(request)
-        except httpx.HTTPError as exc:
-            raise ClientCredentialsError("network_error", detail=type(exc).__name__) from None
+            response = await read_answer(self._async_client, request, self._limits)
+        except FetchError as exc:
+            return flow.throw(exc)
+        return flow.send(response)
 
 
 def _client_authentication(
@@ -368,18 +406,35 @@ def _client_authentication(
 
 def load_signing_key(source: KeySource, algorithm: str | None = None) -> tuple[PrivateKey, str]:
     """A private key for client assertions and its algorithm: ``algorithm`` if given, else RS256 for an
-    RSA key and ES256/ES384/ES512 by an EC key's curve. ``source`` is a PEM file's path, PEM bytes, a
-    private JWK (or its JSON) or a joserfc key; a ``ValueError`` says why it is unusable."""
+    RSA key and ES256/ES384/ES512 by an EC key's curve. ``source`` is a PEM file's path, PEM bytes or text, a
+    private JWK (or its JSON) or a joserfc key; a ``ValueError`` says why it is unusable, an ``OSError``
+    that the file cannot be read, neither repeating ``source``."""
+    material = source if isinstance(source, PrivateKey) else key_material(source)  # read once, errors kept
     for candidate in (algorithm,) if algorithm else _DEFAULT_ALGORITHMS:
         try:
-            key = source if isinstance(source, PrivateKey) else load_private_key(source, algorithm=candidate)
+            key = material if isinstance(material, PrivateKey) else load_private_key(material, algorithm=candidate)
             PrivateKeyJWT("check", key, algorithm=candidate)  # refuses keys that do not fit the algorithm
         except ValueError as exc:
             if algorithm:
                 raise ValueError(f"private_key: {exc}") from None
             continue
         return key, candidate
-    raise ValueError("private_key: not an RSA (2048+ bits) or EC (P-256/384/521) private key; set algorithm to see why")
+    raise ValueError("private_key: not an RSA (2048+ bits) or EC (P-256/384/521) private key")
+
+
+def _ask(what: str, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, tuple[httpx.Response, str]]:
+    """Have the driver send ``request`` to Keycloak; return its answer and where it came from: the step,
+    its URL (without userinfo; the form and headers are never shown) and how long it took."""
+    url = request.url.copy_with(userinfo=b"")
+    started = time.monotonic()
+    try:
+        response = yield request
+    except FetchError as exc:  # thrown in by the driver: unreachable, too slow, too large
+        code = "network_error" if isinstance(exc, Unreachable) else "invalid_response"
+        detail = f"{what} at {url} failed after {time.monotonic() - started:.2f} s: {exc}"
+        raise ClientCredentialsError(code, detail=detail) from None
+    elapsed = time.monotonic() - started
+    return response, f"{what} at {url} answered HTTP {response.status_code} after {elapsed:.2f} s"
 
 
 def _json_body(response: httpx.Response) -> dict[str, Any] | None:
@@ -390,22 +445,24 @@ def _json_body(response: httpx.Response) -> dict[str, Any] | None:
         return None
 
 
-def _access_token(response: httpx.Response, started: float) -> AccessToken:
-    """RFC 6749 §5.1: a Bearer token (RFC 6750) and its lifetime, counted from when it was asked for."""
+def _access_token(response: httpx.Response, started: float, where: str) -> AccessToken:
+    """RFC 6749 §5.1: a Bearer token (RFC 6750) and its lifetime, counted from when it was asked for;
+    ``where`` (step, URL, duration) starts the detail of any error."""
     body = _json_body(response)
     if response.status_code != httpx.codes.OK:
-        raise ClientCredentialsError.from_response(response, body)
+        raise ClientCredentialsError.from_response(response, body, where)
     if body is None:
-        raise ClientCredentialsError("invalid_response", status_code=200, detail="not a JSON object")
+        raise ClientCredentialsError("invalid_response", status_code=200, detail=f"{where}: not a JSON object")
     value, token_type, lifetime = body.get("access_token"), body.get("token_type"), body.get("expires_in")
     if not isinstance(value, str) or not _B64TOKEN.fullmatch(value):
-        raise ClientCredentialsError("invalid_response", status_code=200, detail="no usable access_token")
+        raise ClientCredentialsError("invalid_response", status_code=200, detail=f"{where}: no usable access_token")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":  # RFC 6749 §7.1: only what we know
-        raise ClientCredentialsError("invalid_response", status_code=200, detail="token_type is not Bearer")
+        raise ClientCredentialsError("invalid_response", status_code=200, detail=f"{where}: token_type is not Bearer")
     if lifetime is None:
         lifetime = DEFAULT_LIFETIME
     if type(lifetime) not in (int, float) or lifetime <= 0:
-        raise ClientCredentialsError("invalid_response", status_code=200, detail="expires_in is not a positive number")
+        detail = f"{where}: expires_in is not a positive number"
+        raise ClientCredentialsError("invalid_response", status_code=200, detail=detail)
     scope = body.get("scope")
     return AccessToken(
         value=value,

@@ -6,7 +6,9 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Iterator
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from fastapi_kc_m2m._idp.client_auth import load_private_key
 from fastapi_kc_m2m.client import ClientCredentialsAuth, ClientCredentialsError, jwks_endpoint, key_id
 from fastapi_kc_m2m.client.auth import _access_token
-from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, generate_key, loopback_socket
+from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, generate_key, loopback_socket, serve_app
 from tests.helpers import api_client
 
 pytestmark = pytest.mark.anyio
@@ -236,7 +240,9 @@ async def test_a_hanging_token_endpoint_times_out_as_a_network_error(issuer: Tes
     auth = ClientCredentialsAuth("machine-a", issuer=issuer.issuer, client_secret=SECRET, timeout=0.2)
     with pytest.raises(ClientCredentialsError) as raised:
         await auth.aget_token()
-    assert (raised.value.error, str(raised.value).rsplit(": ", 1)[1]) == ("network_error", "ReadTimeout")
+    endpoint = issuer.discovery_document()["token_endpoint"]
+    assert raised.value.error == "network_error"
+    assert re.search(rf"token request at {re.escape(endpoint)} failed after \d+\.\d\d s: timed out$", str(raised.value))
     await auth.aclose()
 
 
@@ -248,6 +254,92 @@ def test_an_unusable_answer_is_an_invalid_response(issuer: TestIssuer, make_auth
         auth.get_token()
     assert raised.value.status_code == status
     assert raised.value.error == ("invalid_response" if mode == "html" else "unknown_error")
+
+
+def test_a_wrong_realm_names_discovery_its_url_and_the_status(issuer: TestIssuer, make_auth: Any) -> None:
+    wrong = issuer.issuer.replace("/realms/test", "/realms/nope")
+    auth = make_auth(issuer=wrong.replace("://", f"://user:{SECRET}@"), client_secret=SECRET)
+    with pytest.raises(ClientCredentialsError) as raised:
+        auth.get_token()
+    url = re.escape(f"{wrong}/.well-known/openid-configuration")
+    assert raised.value.error == "invalid_response"
+    expected = rf"discovery at {url} answered HTTP 404 after \d+\.\d\d s: is the realm right\?$"
+    assert re.search(expected, str(raised.value))
+    assert SECRET not in str(raised.value)
+
+
+def test_a_refused_token_request_names_the_token_endpoint(issuer: TestIssuer, make_auth: Any) -> None:
+    auth = make_auth(issuer=issuer.issuer, client_secret="wrong-" + SECRET)
+    with pytest.raises(ClientCredentialsError) as raised:
+        auth.get_token()
+    endpoint = re.escape(issuer.discovery_document()["token_endpoint"])
+    assert raised.value.error == "invalid_client"
+    assert re.search(rf"token request at {endpoint} answered HTTP 401 after \d+\.\d\d s$", str(raised.value))
+    assert SECRET not in str(raised.value)
+
+
+@pytest.mark.parametrize("endpoint", ["discovery", "token"])
+async def test_an_oversized_answer_is_an_invalid_response(issuer: TestIssuer, endpoint: Any) -> None:
+    issuer.fail(endpoint, "oversized")  # 1 MiB, over the 64 KiB default cap
+    auth = ClientCredentialsAuth("machine-a", issuer=issuer.issuer, client_secret=SECRET)
+    with pytest.raises(ClientCredentialsError) as raised:
+        await auth.aget_token()
+    await auth.aclose()
+    assert raised.value.error == "invalid_response"
+    assert str(raised.value).endswith(": body too large")
+
+
+def test_an_oversized_token_answer_is_an_invalid_response_for_sync_clients(issuer: TestIssuer, make_auth: Any) -> None:
+    issuer.fail("token", "oversized")
+    auth = make_auth(issuer=issuer.issuer, client_secret=SECRET, max_response_bytes=1024)
+    with pytest.raises(ClientCredentialsError) as raised:
+        auth.get_token()
+    assert (raised.value.error, str(raised.value).rsplit(": ", 1)[1]) == ("invalid_response", "body too large")
+
+
+@pytest.fixture(scope="module")
+def drip() -> Iterator[str]:
+    """A realm whose discovery answers at once and whose token endpoint drips one byte per 0.2 s."""
+
+    async def discovery(request: Request) -> JSONResponse:
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse({"issuer": f"{base}/realms/drip", "token_endpoint": f"{base}/token"})
+
+    async def token(request: Request) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(100):
+                yield b" "
+                await asyncio.sleep(0.2)
+
+        return StreamingResponse(body(), media_type="application/json")
+
+    routes = [
+        Route("/realms/drip/.well-known/openid-configuration", discovery),
+        Route("/token", token, methods=["POST"]),
+    ]
+    with serve_app(Starlette(routes=routes)) as base_url:
+        yield f"{base_url}/realms/drip"
+
+
+def test_a_slow_drip_is_cut_at_the_deadline_for_sync_clients(drip: str, make_auth: Any) -> None:
+    auth = make_auth(issuer=drip, client_secret=SECRET, timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(ClientCredentialsError) as raised:
+        auth.get_token()
+    assert time.monotonic() - started < 1.0 + 1.5  # the drip lasts 20 s
+    assert raised.value.error == "network_error"
+    assert "token request at" in str(raised.value)
+
+
+async def test_a_slow_drip_is_cut_at_the_deadline_for_async_clients(drip: str) -> None:
+    auth = ClientCredentialsAuth("machine-a", issuer=drip, client_secret=SECRET, timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(ClientCredentialsError) as raised:
+        await auth.aget_token()
+    await auth.aclose()
+    assert time.monotonic() - started < 1.0 + 1.5
+    assert raised.value.error == "network_error"
+    assert "token request at" in str(raised.value)
 
 
 def test_discovery_naming_another_issuer_is_refused(issuer: TestIssuer, make_auth: Any) -> None:
@@ -274,21 +366,22 @@ def response(status: int = 200, **body: Any) -> httpx.Response:
 )
 def test_token_responses_are_checked_before_use(answer: httpx.Response, detail: str) -> None:
     with pytest.raises(ClientCredentialsError) as raised:
-        _access_token(answer, 0.0)
+        _access_token(answer, 0.0, "token request")
     assert raised.value.error == "invalid_response"
     assert str(raised.value).endswith(detail)
     assert SECRET not in str(raised.value)
 
 
 def test_the_servers_error_description_is_not_repeated() -> None:
+    answer = response(401, error="invalid_client", error_description=f"bad secret {SECRET}")
     with pytest.raises(ClientCredentialsError) as raised:
-        _access_token(response(401, error="invalid_client", error_description=f"bad secret {SECRET}"), 0.0)
+        _access_token(answer, 0.0, "token request")
     assert raised.value.error == "invalid_client"
     assert SECRET not in str(raised.value)
 
 
 def test_a_missing_expires_in_means_a_short_default_life() -> None:
-    token = _access_token(response(access_token="abc", token_type="bearer"), 1000.0)
+    token = _access_token(response(access_token="abc", token_type="bearer"), 1000.0, "token request")
     assert (token.expires_at, token.refresh_at) == (1060.0, 1054.0)
 
 
@@ -388,6 +481,20 @@ async def test_a_second_401_is_returned_without_another_retry(issuer: TestIssuer
     assert (len(api.tokens), issuer.requests["token"]) == (2, 2)
 
 
+def test_a_token_fetched_for_a_401_is_not_refreshed_for_another_401_for_a_while(
+    frozen: tuple[TestIssuer, FrozenClock], make_auth: Any, api: Api
+) -> None:
+    issuer, clock = frozen
+    api.refuse_all = True  # e.g. the API does not accept this client at all
+    auth = make_auth(issuer=issuer.issuer, client_secret=SECRET, clock=clock)
+    with api.client(auth) as client:
+        statuses = {client.get(API).status_code for _ in range(100)}
+        assert (statuses, issuer.requests["token"], len(api.tokens)) == ({401}, 2, 101)
+        clock.advance(5)  # RETRY_401_AFTER: the refreshed token is old enough to be refreshed again
+        client.get(API)
+    assert issuer.requests["token"] == 3
+
+
 async def test_concurrent_401s_share_one_refresh(issuer: TestIssuer, api: Api) -> None:
     auth = ClientCredentialsAuth("machine-a", issuer=issuer.issuer, client_secret=SECRET)
     api.refused.add((await auth.aget_token()).value)
@@ -423,6 +530,8 @@ def _weak_rsa_pem() -> bytes:
         ({"issuer": "http://kc/realms/x"}, "exactly one of client_secret and private_key"),
         ({"issuer": "http://kc/realms/x", "client_secret": SECRET, "method": "private_key_jwt"}, "needs private_key"),
         ({"issuer": "http://kc/realms/x", "private_key": b"junk"}, "not an RSA"),
+        ({"issuer": "http://kc/realms/x", "client_secret": SECRET, "timeout": 0}, "must be positive"),
+        ({"issuer": "http://kc/realms/x", "client_secret": SECRET, "max_response_bytes": 0}, "must be positive"),
         ({"issuer": "http://kc/realms/x", "private_key": _weak_rsa_pem()}, "not an RSA"),
         (
             {"issuer": "http://kc/realms/x", "private_key": generate_key("RS256"), "algorithm": "ES256"},
@@ -433,6 +542,17 @@ def _weak_rsa_pem() -> bytes:
 def test_configuration_mistakes_fail_at_construction(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ClientCredentialsAuth("machine-a", **options)
+
+
+def test_pem_text_is_a_key_and_unreadable_key_material_is_never_repeated(issuer: TestIssuer, make_auth: Any) -> None:
+    key = generate_key("RS256")
+    issuer.register_client("pem-text", public_key=key)
+    auth = make_auth("pem-text", issuer=issuer.issuer, private_key=key.as_pem(private=True).decode())
+    assert claims_of(auth.get_token().value)["azp"] == "pem-text"
+    body = "".join(key.as_pem(private=True).decode().splitlines()[1:-1])  # the key without its PEM lines
+    with pytest.raises(OSError, match=r"^cannot read the key file: ") as raised:
+        ClientCredentialsAuth("pem-text", issuer=issuer.issuer, private_key=body)
+    assert body[:32] not in str(raised.value)
 
 
 # ------------------------------------------------------------------ the client's own JWKS (RFC 7517), for jwks.url

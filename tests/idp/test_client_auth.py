@@ -188,6 +188,39 @@ def test_a_missing_file_is_an_os_error(tmp_path: Path) -> None:
         load_private_key(tmp_path / "absent.pem")
 
 
+def test_pem_text_is_key_material_not_a_path() -> None:
+    key = generate_key("ES256")
+    loaded = load_private_key(key.as_pem(private=True).decode(), algorithm="ES256")
+    assert loaded.thumbprint() == key.thumbprint()
+
+
+def unarmoured_key(algorithm: str) -> str:
+    """A private key's base64 body without its PEM lines: key material, not a path."""
+    return "".join(generate_key(algorithm).as_pem(private=True).decode().splitlines()[1:-1])
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])  # long, and short enough to pass for a path
+def test_errors_never_repeat_what_may_be_key_material(tmp_path: Path, algorithm: str) -> None:
+    body = unarmoured_key(algorithm)
+    with pytest.raises(OSError, match=r"^cannot read the key file: ") as unread:
+        load_private_key(body)
+    broken = f"-----BEGIN PRIVATE KEY-----\n{body[:300]}\n-----END PRIVATE KEY-----\n"
+    with pytest.raises(ValueError, match="not a RSA private key") as refused:
+        load_private_key(broken)
+    with pytest.raises(FileNotFoundError, match=r"^cannot read the key file 'absent\.pem': No such file") as missing:
+        load_private_key(str(tmp_path / "absent.pem"))
+    messages = " ".join(str(raised.value) for raised in (unread, refused, missing))
+    assert body[:32] not in messages
+    assert body[-16:] not in messages
+    assert str(tmp_path) not in messages  # the file's name at most
+
+
+def test_a_certificate_is_not_a_private_key() -> None:
+    certificate = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    with pytest.raises(ValueError, match="a certificate is not a private key"):
+        load_private_key(certificate)
+
+
 # ------------------------------------------------------------------ the test issuer checks them as Keycloak does
 @pytest.fixture
 def client_key() -> ECKey:

@@ -170,4 +170,4 @@ def test_demo_realm_matches_the_realm_file(realm: dict[str, Any]) -> None:
     assert secrets["machine-b"] == demo.MACHINE_B_SECRET
     assert secrets["reporting"] == demo.REPORTING_SECRET
     users = {user["serviceAccountClientId"]: user.get("clientRoles", {}) for user in realm["users"]}
-    assert {client_id: roles for client_id, roles in users.items() if roles} == demo.DemoRealm.service_account_roles
+    assert {client_id: roles for client_id, roles in users.items() if roles} == demo.SERVICE_ACCOUNT_ROLES

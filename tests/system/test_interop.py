@@ -138,9 +138,11 @@ async def machine_b(settings: KeycloakSettings) -> AsyncIterator[str]:
     async def create(caller: Principal) -> dict[str, str]:
         return {"client": caller.client_id}
 
-    @app.post("/refunds", dependencies=[require_active_token()])
-    async def refund(caller: Principal) -> dict[str, str]:
-        return {"client": caller.client_id}
+    if settings.introspects:  # a route needing introspection while it is off fails at start-up
+
+        @app.post("/refunds", dependencies=[require_active_token()])
+        async def refund(caller: Principal) -> dict[str, str]:
+            return {"client": caller.client_id}
 
     with serve_app(app, lifespan="on") as url:
         yield url
