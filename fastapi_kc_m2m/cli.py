@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from joserfc.jwk import ECKey, RSAKey
 
+from ._jose.algorithms import EC_CURVES
 from ._jose.jws import parse
 from ._version import __version__
 from .client import ClientCredentialsAuth, ClientCredentialsError, key_id, load_signing_key, public_jwks
@@ -36,7 +37,7 @@ from .settings import KeycloakSettings, SettingsError
 __all__ = ["main"]
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3
-_CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+_CURVES = tuple(EC_CURVES.values())
 _TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
 _SECRET_ENV = "KC_M2M_CLIENT_SECRET"
 _DEFAULT_BITS, _DEFAULT_CURVE = 2048, "P-256"
@@ -107,7 +108,8 @@ def _keygen(args: argparse.Namespace) -> int:
     else:
         if args.bits is not None:
             raise CliError("--bits is for RSA keys (--kind rsa); EC keys take --curve")
-        private = ec.generate_private_key(_CURVES[args.curve or _DEFAULT_CURVE])
+        # A generated key always has its private half; joserfc types it optional.
+        private = cast(ec.EllipticCurvePrivateKey, ECKey.generate_key(args.curve or _DEFAULT_CURVE).private_key)
     certificate = self_signed_certificate(private, args.name, days=args.days)
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -318,7 +320,7 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("--name", default="client", help="client id: file names and certificate CN (%(default)s)")
     keygen.add_argument("--kind", choices=("rsa", "ec"), default="rsa", help="key type (%(default)s)")
     keygen.add_argument("--bits", type=int, choices=(2048, 3072, 4096), help=f"RSA key size ({_DEFAULT_BITS})")
-    keygen.add_argument("--curve", choices=tuple(_CURVES), help=f"EC curve ({_DEFAULT_CURVE})")
+    keygen.add_argument("--curve", choices=_CURVES, help=f"EC curve ({_DEFAULT_CURVE})")
     keygen.add_argument("--days", type=int, default=365, help="certificate validity in days (%(default)s)")
     keygen.add_argument("--out", type=Path, default=Path(), help="directory for the files (default: current)")
     keygen.add_argument("--force", action="store_true", help="overwrite existing files")
