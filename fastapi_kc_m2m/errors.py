@@ -10,9 +10,11 @@ __all__ = [
     "AuthError",
     "IdentityProviderUnavailable",
     "InsufficientScope",
+    "InvalidDPoPProof",
     "InvalidRequest",
     "InvalidToken",
     "MissingCredentials",
+    "UseDPoPNonce",
 ]
 
 
@@ -82,4 +84,24 @@ class IdentityProviderUnavailable(AuthError):
 
     def __init__(self, retry_after: int, description: str | None = None) -> None:
         self.retry_after = max(1, retry_after)
+        super().__init__(description)
+
+
+class InvalidDPoPProof(AuthError):
+    """A DPoP proof failing a check of RFC 9449 §4.3 (RFC 9449 §7.1: ``invalid_dpop_proof``)."""
+
+    status_code = 401
+    error = "invalid_dpop_proof"
+    default_description = "the DPoP proof is invalid"
+
+
+class UseDPoPNonce(AuthError):
+    """The proof lacks the server's current nonce (RFC 9449 §9); ``nonce`` goes into ``DPoP-Nonce``."""
+
+    status_code = 401
+    error = "use_dpop_nonce"
+    default_description = "a DPoP nonce is required"
+
+    def __init__(self, nonce: str, description: str | None = None) -> None:
+        self.nonce = nonce
         super().__init__(description)

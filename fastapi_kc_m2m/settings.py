@@ -29,6 +29,8 @@ _REALM_URL = re.compile(r"/realms/[^/]+$")
 
 #: When tokens are introspected (RFC 7662): never, for every request, or on routes that ask for it.
 IntrospectionPolicy = Literal["off", "always", "per_route"]
+#: DPoP-bound tokens (RFC 9449): refused, accepted with a valid proof beside Bearer tokens, or the only kind.
+DPoPPolicy = Literal["off", "allowed", "required"]
 
 _CommaList = Annotated[tuple[str, ...], NoDecode]
 #: A JSON object in the environment, parsed by the field's validator so its errors name the variable.
@@ -60,8 +62,10 @@ def _unknown_variables(environ: Mapping[str, str], fields: Iterable[str]) -> lis
     problems = []
     for name in sorted(name.upper() for name in environ if name.upper().startswith(_PREFIX)):
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]}?" if close else "unset it"
+            # Compared without the shared prefix, which would make every name look close.
+            suffixes = [variable.removeprefix(_PREFIX) for variable in known]
+            close = difflib.get_close_matches(name.removeprefix(_PREFIX), suffixes, n=1)
+            hint = f"did you mean {_PREFIX}{close[0]}?" if close else "unset it"
             problems.append(f"{name} is not a setting: {hint}")
     return problems
 
@@ -138,6 +142,30 @@ class KeycloakSettings(BaseSettings):
     lightweight_tokens: bool = Field(
         default=False, description="Accept tokens without aud, taking aud and roles from the introspection answer"
     )
+    dpop: DPoPPolicy = Field(
+        default="allowed",
+        description="DPoP-bound tokens (RFC 9449): off (refused), allowed (beside Bearer), or required (only them)",
+    )
+    dpop_algorithms: _CommaList = Field(
+        default=tuple(sorted(SUPPORTED_ALGORITHMS)), description="Accepted DPoP proof algorithms, comma-separated"
+    )
+    dpop_max_age: float = Field(
+        default=60.0, gt=0, le=300, description="Seconds a proof's iat may lie in the past (clock skew and latency)"
+    )
+    dpop_max_ahead: float = Field(
+        default=15.0, ge=0, le=60, description="Seconds a proof's iat may lie in the future (a caller's fast clock)"
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="This API's public base URL for DPoP htu behind proxies; default: request scheme, Host, root path",
+    )
+    dpop_nonce: bool = Field(default=False, description="Demand server nonces in DPoP proofs (RFC 9449 §9)")
+    dpop_nonce_secret: SecretStr | None = Field(
+        default=None, description="Key of the nonce MAC, the same on every replica; needed with KC_M2M_DPOP_NONCE"
+    )
+    dpop_nonce_lifetime: float = Field(
+        default=60.0, ge=5, le=3600, description="Seconds a nonce's time slot lasts; the current and previous count"
+    )
 
     if not TYPE_CHECKING:  # type checkers keep the generated keyword signature
 
@@ -163,7 +191,7 @@ class KeycloakSettings(BaseSettings):
             )
         return data
 
-    @field_validator("issuers", "allowed_clients", "algorithms", mode="before")
+    @field_validator("issuers", "allowed_clients", "algorithms", "dpop_algorithms", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split(value)
@@ -261,7 +289,25 @@ class KeycloakSettings(BaseSettings):
             raise ValueError("KC_M2M_JWKS_MAX_STALE must be at least KC_M2M_JWKS_TTL")
         if self.introspects:
             self._check_client_credentials()
+        self._check_dpop()
         return self
+
+    def _check_dpop(self) -> None:
+        """DPoP proof algorithms from the one table, a public URL without path tricks, nonces with a key."""
+        unknown = sorted(set(self.dpop_algorithms) - SUPPORTED_ALGORITHMS)
+        if unknown or not self.dpop_algorithms:
+            raise ValueError(
+                f"KC_M2M_DPOP_ALGORITHMS must be a non-empty subset of {sorted(SUPPORTED_ALGORITHMS)};"
+                f" not allowed: {unknown}"
+            )
+        if self.public_url is not None:
+            check_http_url(self.public_url, "KC_M2M_PUBLIC_URL")
+        secret = self.dpop_nonce_secret.get_secret_value() if self.dpop_nonce_secret is not None else ""
+        if self.dpop_nonce and (self.dpop == "off" or len(secret) < 32):
+            raise ValueError(
+                "KC_M2M_DPOP_NONCE needs KC_M2M_DPOP allowed or required, and KC_M2M_DPOP_NONCE_SECRET of at least"
+                " 32 characters, the same on every replica"
+            )
 
     def _check_client_credentials(self) -> None:
         """Introspection needs exactly the credential its client authentication method uses."""

@@ -40,9 +40,13 @@ def _is_one_of(value: Any, allowed: frozenset[str]) -> bool:
     return isinstance(value, str) and value.lower() in allowed
 
 
-def _numeric_date(value: Any) -> float:
+def is_numeric_date(value: Any) -> bool:
     """A NumericDate (RFC 7519 §2): an int or float, finite, not negative, not absurdly large."""
-    if type(value) not in (int, float) or not 0 <= value <= _MAX_TIME:
+    return type(value) in (int, float) and 0 <= value <= _MAX_TIME
+
+
+def _numeric_date(value: Any) -> float:
+    if not is_numeric_date(value):
         raise InvalidToken("malformed time claim")
     return float(value)
 

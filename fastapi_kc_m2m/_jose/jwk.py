@@ -19,7 +19,7 @@ from joserfc.jwk import ECKey, Key, OKPKey, RSAKey
 from .algorithms import MIN_RSA_BITS, algorithms_for
 from .jws import b64url_decode
 
-__all__ = ["VerificationKey", "usable_keys"]
+__all__ = ["VerificationKey", "usable_keys", "verification_key"]
 
 _MAX_RSA_E = 2**32
 
@@ -67,7 +67,8 @@ def _family(jwk: Mapping[str, Any]) -> tuple[frozenset[str], dict[str, Any]] | N
 _IMPORTERS: dict[str, type[RSAKey] | type[ECKey] | type[OKPKey]] = {"RSA": RSAKey, "EC": ECKey, "OKP": OKPKey}
 
 
-def _verification_key(jwk: Any, allowed: frozenset[str]) -> VerificationKey | None:
+def verification_key(jwk: Any, allowed: frozenset[str]) -> VerificationKey | None:
+    """The verification key of one JWK for ``allowed`` algorithms, None when unusable (see above)."""
     if not isinstance(jwk, dict) or jwk.get("use", "sig") != "sig":
         return None
     kid, alg, key_ops = jwk.get("kid"), jwk.get("alg"), jwk.get("key_ops", ["verify"])
@@ -92,4 +93,4 @@ def usable_keys(jwks: Mapping[str, Any], allowed: frozenset[str]) -> list[Verifi
     entries = jwks.get("keys")
     if not isinstance(entries, list):
         return []
-    return [key for key in (_verification_key(entry, allowed) for entry in entries) if key is not None]
+    return [key for key in (verification_key(entry, allowed) for entry in entries) if key is not None]
