@@ -260,3 +260,10 @@ def test_the_cli_prints_one_configuration_line(
     assert capsys.readouterr().err == (
         "kc-m2m verify: configuration: KC_M2M_CLOCKSKEW is not a setting: did you mean KC_M2M_CLOCK_SKEW?\n"
     )
+
+
+def test_a_url_with_credentials_is_refused_without_repeating_them() -> None:
+    with pytest.raises(SettingsError) as error:
+        KeycloakSettings(issuers=("https://admin:hunter2@kc.example/realms/x",), audience="orders")
+    assert "user name or password" in str(error.value)
+    assert "hunter2" not in str(error.value)

@@ -8,8 +8,11 @@ __all__ = ["check_http_url"]
 
 
 def check_http_url(url: str, what: str) -> str:
-    """``url`` if it is an absolute http(s) URL without query or fragment, else a ``ValueError`` naming ``what``."""
+    """``url`` if it is an absolute http(s) URL without credentials, query or fragment (RFC 3986 §3), else
+    a ``ValueError`` naming ``what``; a URL holding credentials is never repeated."""
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ValueError(f"{what} must not hold a user name or password (RFC 3986 §3.2.1)")
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ValueError(f"{what} must be an absolute http(s) URL without query or fragment, got {url!r}")
     return url
