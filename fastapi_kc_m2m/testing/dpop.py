@@ -3,7 +3,8 @@
 A request carrying one ``DPoP`` proof gets a token bound to the proof's key, in Keycloak 26.7's shape
 (:func:`bound_claims`). The proof must pass every check of §4.3 for ``POST`` at the token endpoint, with
 ``iat`` inside Keycloak's fixed window (25 s back, 15 s ahead), and its ``jti`` is single-use (§11.1).
-Nonces (§8) are demanded only when asked for; Keycloak itself issues none.
+Nonces (§8) are demanded only when asked for; Keycloak itself issues none. :class:`DPoPCaller` is the
+calling side, for testing a resource server's DPoP routes.
 """
 
 from __future__ import annotations
@@ -12,12 +13,24 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._jose.algorithms import SUPPORTED_ALGORITHMS
-from .._jose.dpop import Proof, ProofError, ProofKey, check_proof, jwk_thumbprint
+from .._jose.dpop import Proof, ProofError, ProofKey, access_token_hash, check_proof, jwk_thumbprint, make_proof
+from .keys import generate_key
 
-__all__ = ["KEYCLOAK_MAX_AGE", "KEYCLOAK_MAX_AHEAD", "Refusal", "TokenEndpointProofs", "bound_claims", "thumbprint"]
+if TYPE_CHECKING:
+    from .issuer import TestIssuer
+
+__all__ = [
+    "KEYCLOAK_MAX_AGE",
+    "KEYCLOAK_MAX_AHEAD",
+    "DPoPCaller",
+    "Refusal",
+    "TokenEndpointProofs",
+    "bound_claims",
+    "thumbprint",
+]
 
 #: Keycloak's proof window at its token endpoint: ``now - 25 s <= iat <= now + 15 s`` (not configurable).
 KEYCLOAK_MAX_AGE = 25.0
@@ -95,3 +108,27 @@ class TokenEndpointProofs:
             return False
         self._seen[seen] = proof.iat + KEYCLOAK_MAX_AGE
         return True
+
+
+class DPoPCaller:
+    """A calling machine's DPoP key, for testing your own DPoP routes: tokens of ``issuer`` bound to it
+    (RFC 9449 §6.1) and proofs signed with it (§4.2, ``ath`` per §7.1), on the issuer's clock."""
+
+    def __init__(self, issuer: TestIssuer, key: ProofKey | None = None) -> None:
+        self.issuer = issuer
+        self.key: ProofKey = key or generate_key("ES256")
+        #: The key's RFC 7638 thumbprint, as bound tokens carry it in ``cnf.jkt``.
+        self.jkt = thumbprint(self.key)
+
+    def token(self, **claims: Any) -> str:
+        """A token bound to this key; keywords as :meth:`TestIssuer.token`."""
+        return self.issuer.token(dpop_key=self.key, **claims)
+
+    def proof(self, method: str, url: str, token: str | None = None, nonce: str | None = None) -> str:
+        """A fresh proof for a ``method`` request to ``url``; with ``token`` its hash rides in ``ath``."""
+        ath = None if token is None else access_token_hash(token)
+        return make_proof(self.key, htm=method, htu=url, iat=self.issuer.clock(), ath=ath, nonce=nonce)
+
+    def headers(self, method: str, url: str, token: str, nonce: str | None = None) -> dict[str, str]:
+        """The request headers presenting ``token`` with a fresh proof (RFC 9449 §7.1)."""
+        return {"Authorization": f"DPoP {token}", "DPoP": self.proof(method, url, token, nonce)}
