@@ -59,7 +59,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .._jose.algorithms import EC_CURVES
+from .._jose.algorithms import EC_CURVES, SUPPORTED_ALGORITHMS
 from .._jose.dpop import ProofKey, access_token_hash, make_proof
 from .._jose.jws import b64url, parse, signature_is_valid
 from ..asgi.resource_server import KeycloakResourceServer
@@ -260,7 +260,7 @@ class TestIssuer:
         return await self._answer("token", outcome)
 
     def _grant(
-        self, authorization: str | None, form: Mapping[str, str] | None, proofs: Sequence[str] = ()
+        self, authorization: str | None, form: Mapping[str, str] | None, proofs: Sequence[str]
     ) -> dict[str, Any] | Refusal:
         """RFC 6749 §4.4.2-3: the token response, or the refusal, checked in Keycloak's order."""
         if form is None or "grant_type" not in form:
@@ -270,7 +270,7 @@ class TestIssuer:
         client_id = self._service_account(authorization, form)
         if isinstance(client_id, Refusal):
             return client_id
-        jkt = self.dpop.check(proofs)
+        jkt = self._binding(client_id, proofs)
         if isinstance(jkt, Refusal):
             return jkt
         requested = form.get("scope", "").split()
@@ -284,6 +284,14 @@ class TestIssuer:
         if client_id is None:
             return Refusal("invalid_client", 401)
         return Refusal("unauthorized_client", 400) if client_id in self.no_service_account else client_id
+
+    def _binding(self, client_id: str, proofs: Sequence[str]) -> str | Refusal | None:
+        """The thumbprint to bind the token to (RFC 9449 §5), ``None`` for a Bearer token, or the refusal;
+        a client requiring bound tokens must send a proof (Keycloak: "DPoP proof is missing")."""
+        jkt = self.dpop.check(proofs)
+        if jkt is None and self.clients.clients[client_id].dpop_bound:
+            return Refusal("invalid_request", 400)
+        return jkt
 
     def token_response(self, client_id: str, scopes: Sequence[str] = (), *, jkt: str | None = None) -> dict[str, Any]:
         """Keycloak's answer to a client-credentials grant (RFC 6749 §5.1): a new token for ``client_id``
@@ -318,6 +326,7 @@ class TestIssuer:
             "introspection_endpoint": f"{endpoints}/token/introspect",
             "revocation_endpoint": f"{endpoints}/revoke",
             "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
+            "dpop_signing_alg_values_supported": sorted(SUPPORTED_ALGORITHMS),  # RFC 9449 §5.1
             "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
         }
 
@@ -335,14 +344,17 @@ class TestIssuer:
         public_key: SigningKey | None = None,
         realm_roles: Sequence[str] = (),
         client_roles: Mapping[str, Sequence[str]] | None = None,
+        dpop_bound: bool = False,
     ) -> None:
         """Register a confidential client (default id: the audience) that may introspect and get tokens:
         with a ``secret`` (``client_secret_basic``/``client_secret_post``) or a ``public_key``
         (``private_key_jwt``). Its service account holds ``realm_roles`` and ``client_roles`` (client id
-        -> role names): the token endpoint's tokens for it carry them."""
+        -> role names): the token endpoint's tokens for it carry them. ``dpop_bound`` is Keycloak's
+        "Require DPoP bound tokens" (``dpop.bound.access.tokens``): token requests without a proof are
+        refused with ``invalid_request``."""
         roles = {client: tuple(names) for client, names in (client_roles or {}).items()}
         self.clients.register(
-            RegisteredClient(client_id or self.audience, secret, public_key, tuple(realm_roles), roles)
+            RegisteredClient(client_id or self.audience, secret, public_key, tuple(realm_roles), roles, dpop_bound)
         )
 
     def revoke(self, token: str) -> None:

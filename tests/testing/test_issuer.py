@@ -118,6 +118,15 @@ async def test_a_token_request_with_a_proof_gets_a_token_bound_in_keycloak_26_7_
     assert payload["cnf"] == {"jkt": JKT, "kc-jkt-type": "DPoP"}
 
 
+async def test_a_client_requiring_dpop_bound_tokens_needs_a_proof(clock: FrozenClock) -> None:
+    issuer = TestIssuer(clock=clock)
+    issuer.register_client("billing", secret=SECRET, dpop_bound=True)
+    refused = await grant(issuer)
+    assert (refused.status_code, refused.json()) == (400, {"error": "invalid_request"})
+    assert (await grant(issuer, token_proof(issuer))).json()["token_type"] == "DPoP"
+    assert issuer.discovery_document()["dpop_signing_alg_values_supported"] == sorted(SUPPORTED_ALGORITHMS)
+
+
 async def test_a_token_request_without_a_proof_stays_bearer(dpop_issuer: TestIssuer) -> None:
     dpop_issuer.require_dpop_nonce()  # nonces are for proofs only
     response = await grant(dpop_issuer)
