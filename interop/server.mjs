@@ -1,14 +1,18 @@
 // A Keycloak-shaped authorization server built on panva's oidc-provider, for tests/test_interop.py.
 //
-//   node interop/server.mjs --port 8080 --state DIR [--realm interop] [--rotate]
+//   node interop/server.mjs --port 8080 --state DIR [--realm interop] [--rotate] [--dpop-nonce]
 //
 // Issuer http://127.0.0.1:<port>/realms/<realm>, Keycloak's endpoint paths, JWT access tokens in
 // Keycloak's claim layout, an RS256 signing key plus a published RSA-OAEP `use: "enc"` key.
 // DIR keeps the realm's keys across restarts (keys.json, made on first start; --rotate puts a new
 // signing key first and keeps publishing the old ones) and holds client-keys.json: the public JWK
 // Sets of the private_key_jwt clients, written by the tests.
+// DPoP (RFC 9449): a token request with a proof gets a token bound to its key, in Keycloak 26.7's shape
+// (payload `typ: "DPoP"`, `cnf: {jkt, "kc-jkt-type": "DPoP"}`, answer `token_type: "DPoP"`); proofs may
+// use Keycloak's asymmetric algorithms; --dpop-nonce demands server nonces (RFC 9449 §8), which
+// Keycloak does not, to test the clients that must handle them.
 // oidc-provider 9 warns "Unsupported runtime" on Node 20 (it wants 22); everything used here works.
-import { randomUUID, generateKeyPairSync } from 'node:crypto';
+import { randomBytes, randomUUID, generateKeyPairSync } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -22,9 +26,12 @@ const { values: opts } = parseArgs({
     state: { type: 'string' },
     realm: { type: 'string', default: 'interop' },
     rotate: { type: 'boolean', default: false },
+    'dpop-nonce': { type: 'boolean', default: false },
   },
 });
-if (!opts.port || !opts.state) throw new Error('usage: server.mjs --port PORT --state DIR [--realm R] [--rotate]');
+if (!opts.port || !opts.state) {
+  throw new Error('usage: server.mjs --port PORT --state DIR [--realm R] [--rotate] [--dpop-nonce]');
+}
 
 const prefix = `/realms/${opts.realm}`;
 const issuer = `http://127.0.0.1:${opts.port}${prefix}`;
@@ -64,6 +71,10 @@ const provider = new Provider(issuer, {
     revocation: '/protocol/openid-connect/revoke',
   },
   scopes: ['openid', 'orders:read'],
+  enabledJWA: {
+    // Keycloak's DPoP proof algorithms (oidc-provider's default is ES256 and EdDSA only)
+    dPoPSigningAlgValues: ['ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512', 'EdDSA'],
+  },
   ttl: { ClientCredentials: 300 }, // Keycloak's default access token lifespan
   clients: Object.entries(CLIENTS).map(([id, client]) => ({
     client_id: id,
@@ -80,6 +91,10 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
+    dPoP: {
+      enabled: true,
+      ...(opts['dpop-nonce'] && { nonceSecret: randomBytes(32), requireNonce: () => true }),
+    },
     resourceIndicators: {
       enabled: true,
       // Keycloak has no resource parameter: every token is for the realm's one "resource server".
@@ -95,7 +110,7 @@ const provider = new Provider(issuer, {
   extraTokenClaims: (ctx, token) => {
     const { roles = [] } = CLIENTS[token.clientId];
     return {
-      typ: 'Bearer',
+      typ: token.jkt ? 'DPoP' : 'Bearer', // Keycloak's DPoP-bound tokens say DPoP (also when introspected)
       azp: token.clientId,
       acr: '1',
       preferred_username: `service-account-${token.clientId}`,
@@ -116,6 +131,7 @@ const provider = new Provider(issuer, {
         payload.sub = serviceAccountIds[token.clientId];
         if (payload.aud !== 'account') payload.aud = [payload.aud, 'account'];
         payload.scope = ['profile', 'email', ...(payload.scope ? [payload.scope] : [])].join(' ');
+        if (payload.cnf?.jkt) payload.cnf['kc-jkt-type'] = 'DPoP'; // Keycloak 26.7's private member
       },
     },
   },
@@ -126,8 +142,8 @@ const provider = new Provider(issuer, {
 // opaque shape, and those two endpoints get the `jti` in place of the JWT (below).
 provider.on('client_credentials.issued', (token) => {
   const iat = Math.floor(Date.now() / 1000);
-  const { jti, clientId, aud, scope, extra } = token;
-  const stored = { kind: 'ClientCredentials', format: 'opaque', jti, clientId, aud, scope, extra, iat };
+  const { jti, clientId, aud, scope, extra, jkt } = token; // `jkt`: introspection keeps the DPoP binding
+  const stored = { kind: 'ClientCredentials', format: 'opaque', jti, clientId, aud, scope, extra, jkt, iat };
   provider.ClientCredentials.adapter.upsert(jti, { ...stored, exp: iat + token.expiration }, token.expiration);
 });
 

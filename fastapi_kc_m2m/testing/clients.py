@@ -28,14 +28,16 @@ _ALGORITHMS = sorted(SUPPORTED_ALGORITHMS)
 
 @dataclass(frozen=True, slots=True)
 class RegisteredClient:
-    """A confidential client: a secret (``client-secret``) or a public key (``client-jwt``), and the
-    roles of its service account (realm roles; client id -> role names)."""
+    """A confidential client: a secret (``client-secret``) or a public key (``client-jwt``), the
+    roles of its service account (realm roles; client id -> role names), and whether its tokens must
+    be DPoP-bound (Keycloak's ``dpop.bound.access.tokens``)."""
 
     client_id: str
     secret: str | None = None
     public_key: RSAKey | ECKey | OKPKey | None = None
     realm_roles: tuple[str, ...] = ()
     client_roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    dpop_bound: bool = False
 
 
 class ClientRegistry:

@@ -24,6 +24,15 @@ tokens carry the roles the client was registered with::
 
     issuer = TestIssuer(audience="orders", optional_scopes={"orders:read"})
     issuer.register_client("billing", secret="s3cret", client_roles={"orders": ["writer"]})
+
+A token request carrying a ``DPoP`` proof (RFC 9449 §5) gets a DPoP-bound token in Keycloak 26.7's
+shape, the proof checked as Keycloak checks it (:mod:`.dpop`); ``dpop_nonce=True`` or
+:meth:`TestIssuer.require_dpop_nonce` demands nonces. ``token(dpop_key=key)`` mints a bound token
+directly, and :meth:`TestIssuer.bad_proofs` hands out proofs a resource server must refuse::
+
+    key = generate_key("ES256")
+    token = issuer.token(dpop_key=key)
+    proofs = issuer.bad_proofs(key, token, "GET", "https://api.test/orders")
 """
 
 from __future__ import annotations
@@ -50,13 +59,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .._jose.algorithms import EC_CURVES
+from .._jose.algorithms import EC_CURVES, SUPPORTED_ALGORITHMS
+from .._jose.dpop import ProofKey, access_token_hash, make_proof
 from .._jose.jws import b64url, parse, signature_is_valid
 from ..asgi.resource_server import KeycloakResourceServer
 from ..server.observer import Observer
 from ..server.store import Store
 from ..settings import KeycloakSettings
 from .clients import ClientRegistry, RegisteredClient
+from .dpop import Refusal, TokenEndpointProofs, bound_claims, thumbprint
 from .failures import FailureMode, misshapen
 from .keys import SigningKey, generate_key
 from .serving import loopback_socket, serve_app
@@ -100,7 +111,9 @@ class TestIssuer:
     ``fail()`` makes an endpoint misbehave until ``heal()``. With ``audience_rule=True`` introspection
     behaves as Keycloak 26.6.2+: a token is inactive unless the introspecting client is in its ``aud``.
     The token endpoint grants only scopes among ``optional_scopes``: Keycloak's default optional client
-    scopes plus those given (RFC 6749 §3.3; others are refused with ``invalid_scope``).
+    scopes plus those given (RFC 6749 §3.3; others are refused with ``invalid_scope``). A token request
+    with a valid DPoP proof gets a bound token (RFC 9449 §5); with ``dpop_nonce=True`` only once the
+    proof carries the issuer's nonce (§8).
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -115,6 +128,7 @@ class TestIssuer:
         clock: Callable[[], float] = time.time,
         audience_rule: bool = False,
         optional_scopes: Iterable[str] = (),
+        dpop_nonce: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.realm = realm
@@ -138,6 +152,7 @@ class TestIssuer:
         self.clients = ClientRegistry(
             (self.issuer, endpoints["token_endpoint"], endpoints["introspection_endpoint"]), clock
         )
+        self.dpop = TokenEndpointProofs(endpoints["token_endpoint"], clock, nonce=dpop_nonce)
         self._full_claims: dict[str, dict[str, Any]] = {}  # of lightweight tokens, by jti
         self._stopping = threading.Event()
         self.app = Starlette(
@@ -229,35 +244,59 @@ class TestIssuer:
             return JSONResponse({"error": "invalid_client"}, status_code=401)
         return await self._answer("introspection", self.introspection_answer(form.get("token", ""), client_id))
 
+    def require_dpop_nonce(self) -> str:
+        """Demand a nonce in token requests' DPoP proofs from now on (RFC 9449 §8); returns it."""
+        return self.dpop.require_nonce()
+
     async def _token(self, request: Request) -> Response:
-        """The token endpoint (RFC 6749 §3.2) for the client-credentials grant; errors as RFC 6749 §5.2."""
-        outcome = self._grant(request.headers.get("authorization"), await _unique_form(request))
-        if isinstance(outcome, tuple):
+        """The token endpoint (RFC 6749 §3.2) for the client-credentials grant; errors as RFC 6749 §5.2,
+        a nonce demanded in ``DPoP-Nonce`` (RFC 9449 §8)."""
+        form = await _unique_form(request)
+        outcome = self._grant(request.headers.get("authorization"), form, request.headers.getlist("dpop"))
+        if isinstance(outcome, Refusal):
             self.requests["token"] += 1
-            error, status = outcome
-            return JSONResponse({"error": error}, status_code=status, headers={"Cache-Control": "no-store"})
+            headers = {"Cache-Control": "no-store"} | ({} if outcome.nonce is None else {"DPoP-Nonce": outcome.nonce})
+            return JSONResponse({"error": outcome.error}, status_code=outcome.status, headers=headers)
         return await self._answer("token", outcome)
 
-    def _grant(self, authorization: str | None, form: Mapping[str, str] | None) -> dict[str, Any] | tuple[str, int]:
-        """RFC 6749 §4.4.2-3: the token response, or the error code and status, checked in Keycloak's order."""
+    def _grant(
+        self, authorization: str | None, form: Mapping[str, str] | None, proofs: Sequence[str]
+    ) -> dict[str, Any] | Refusal:
+        """RFC 6749 §4.4.2-3: the token response, or the refusal, checked in Keycloak's order."""
         if form is None or "grant_type" not in form:
-            return "invalid_request", 400
+            return Refusal("invalid_request", 400)
         if form["grant_type"] != "client_credentials":
-            return "unsupported_grant_type", 400
-        client_id = self.clients.authenticate(authorization, form)
-        if client_id is None:
-            return "invalid_client", 401
-        if client_id in self.no_service_account:
-            return "unauthorized_client", 400
+            return Refusal("unsupported_grant_type", 400)
+        client_id = self._service_account(authorization, form)
+        if isinstance(client_id, Refusal):
+            return client_id
+        jkt = self._binding(client_id, proofs)
+        if isinstance(jkt, Refusal):
+            return jkt
         requested = form.get("scope", "").split()
         if not set(requested) <= self.optional_scopes:
-            return "invalid_scope", 400
-        return self.token_response(client_id, requested)
+            return Refusal("invalid_scope", 400)
+        return self.token_response(client_id, requested, jkt=jkt)
 
-    def token_response(self, client_id: str, scopes: Sequence[str] = ()) -> dict[str, Any]:
+    def _service_account(self, authorization: str | None, form: Mapping[str, str]) -> str | Refusal:
+        """The authenticated client (RFC 6749 §2.3), if it has a service account (Keycloak's rule)."""
+        client_id = self.clients.authenticate(authorization, form)
+        if client_id is None:
+            return Refusal("invalid_client", 401)
+        return Refusal("unauthorized_client", 400) if client_id in self.no_service_account else client_id
+
+    def _binding(self, client_id: str, proofs: Sequence[str]) -> str | Refusal | None:
+        """The thumbprint to bind the token to (RFC 9449 §5), ``None`` for a Bearer token, or the refusal;
+        a client requiring bound tokens must send a proof (Keycloak: "DPoP proof is missing")."""
+        jkt = self.dpop.check(proofs)
+        if jkt is None and self.clients.clients[client_id].dpop_bound:
+            return Refusal("invalid_request", 400)
+        return jkt
+
+    def token_response(self, client_id: str, scopes: Sequence[str] = (), *, jkt: str | None = None) -> dict[str, Any]:
         """Keycloak's answer to a client-credentials grant (RFC 6749 §5.1): a new token for ``client_id``
         (its ``azp``) with the requested ``scopes`` before the default ``profile email``, and the roles
-        the client was registered with."""
+        the client was registered with; bound to the key of thumbprint ``jkt`` if given (RFC 9449 §5)."""
         scope = " ".join(dict.fromkeys([*scopes, "profile", "email"]))
         client = self.clients.clients.get(client_id, RegisteredClient(client_id))
         token = self.token(
@@ -266,12 +305,13 @@ class TestIssuer:
             lifetime=self.token_lifetime,
             realm_roles=client.realm_roles,
             client_roles=client.client_roles,
+            **({} if jkt is None else bound_claims(jkt)),
         )
         return {
             "access_token": token,
             "expires_in": self.token_lifetime,
             "refresh_expires_in": 0,
-            "token_type": "Bearer",
+            "token_type": "Bearer" if jkt is None else "DPoP",
             "not-before-policy": 0,
             "scope": scope,
         }
@@ -286,6 +326,7 @@ class TestIssuer:
             "introspection_endpoint": f"{endpoints}/token/introspect",
             "revocation_endpoint": f"{endpoints}/revoke",
             "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
+            "dpop_signing_alg_values_supported": sorted(SUPPORTED_ALGORITHMS),  # RFC 9449 §5.1
             "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
         }
 
@@ -303,14 +344,17 @@ class TestIssuer:
         public_key: SigningKey | None = None,
         realm_roles: Sequence[str] = (),
         client_roles: Mapping[str, Sequence[str]] | None = None,
+        dpop_bound: bool = False,
     ) -> None:
         """Register a confidential client (default id: the audience) that may introspect and get tokens:
         with a ``secret`` (``client_secret_basic``/``client_secret_post``) or a ``public_key``
         (``private_key_jwt``). Its service account holds ``realm_roles`` and ``client_roles`` (client id
-        -> role names): the token endpoint's tokens for it carry them."""
+        -> role names): the token endpoint's tokens for it carry them. ``dpop_bound`` is Keycloak's
+        "Require DPoP bound tokens" (``dpop.bound.access.tokens``): token requests without a proof are
+        refused with ``invalid_request``."""
         roles = {client: tuple(names) for client, names in (client_roles or {}).items()}
         self.clients.register(
-            RegisteredClient(client_id or self.audience, secret, public_key, tuple(realm_roles), roles)
+            RegisteredClient(client_id or self.audience, secret, public_key, tuple(realm_roles), roles, dpop_bound)
         )
 
     def revoke(self, token: str) -> None:
@@ -318,13 +362,16 @@ class TestIssuer:
         self.revoked.add(hashlib.sha256(token.encode()).digest())
 
     def introspection_answer(self, token: str, client_id: str) -> dict[str, Any]:
-        """What Keycloak answers ``client_id`` for ``token``: the claims plus ``client_id``, ``username``,
-        ``token_type`` and ``active: true``, or exactly ``{"active": false}``."""
+        """What Keycloak answers ``client_id`` for ``token``: the claims (``cnf`` included) plus
+        ``client_id``, ``username``, ``token_type`` (``DPoP`` for a bound token) and ``active: true``, or
+        exactly ``{"active": false}``."""
         claims = self._issued_claims(token)
         if claims is None or not self._active(token, claims, client_id):
             return {"active": False}
         full = self._full_claims.get(str(claims.get("jti")), claims)
-        extra = {"client_id": full.get("azp"), "username": full.get("preferred_username"), "token_type": "Bearer"}
+        cnf = full.get("cnf")
+        token_type = "DPoP" if isinstance(cnf, dict) and "jkt" in cnf else "Bearer"
+        extra = {"client_id": full.get("azp"), "username": full.get("preferred_username"), "token_type": token_type}
         return {**full, **extra, "active": True}
 
     def _active(self, token: str, claims: Mapping[str, Any], client_id: str) -> bool:
@@ -413,6 +460,7 @@ class TestIssuer:
         header: Mapping[str, Any] | None = None,
         key: SigningKey | None = None,
         lightweight: bool = False,
+        dpop_key: ProofKey | None = None,
         **claims: Any,
     ) -> str:
         """Mint a signed access token.
@@ -420,8 +468,11 @@ class TestIssuer:
         Keywords of :meth:`claims` (``client_id``, ``audience``, ``scope``, ``realm_roles``,
         ``client_roles``, ``lifetime``) shape it; any other keyword sets that claim (``OMIT`` removes it).
         A ``lightweight`` token (Keycloak 24+) keeps only ``exp, iat, jti, iss, typ, azp, sid, scope, cnf,
-        sub``; introspection answers with all the others.
+        sub``; introspection answers with all the others. With ``dpop_key`` it is bound to that key as
+        Keycloak 26.7 binds (``typ`` ``DPoP``, ``cnf.jkt``; RFC 9449 §6.1) unless claims say otherwise.
         """
+        if dpop_key is not None:
+            claims = bound_claims(thumbprint(dpop_key)) | claims
         shape = {name: claims.pop(name) for name in _SHAPE_OPTIONS & claims.keys()}
         full = _drop_omitted(self.claims(**shape) | claims)
         if not lightweight:
@@ -460,9 +511,6 @@ class TestIssuer:
         header_b64, payload_b64, signature_b64 = good.split(".")
         tampered_payload = parse(good).payload
         tampered_payload["scope"] = "admin"
-        public_pem = self.signing_key.as_pem(private=False)
-        hs_input = f"{b64url(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{payload_b64}"
-        hs_signature = hmac.new(public_pem, hs_input.encode(), hashlib.sha256).digest()
         return {
             "expired": self.token(exp=now - 3600, iat=now - 3900),
             "not_yet_valid": self.token(nbf=now + 3600),
@@ -473,8 +521,47 @@ class TestIssuer:
             "unknown_key": self.token(key=attacker),
             "tampered": f"{header_b64}.{b64url(json.dumps(tampered_payload).encode())}.{signature_b64}",
             "alg_none": f"{b64url(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{payload_b64}.",
-            "hs256_with_public_key": f"{hs_input}.{b64url(hs_signature)}",
+            "hs256_with_public_key": _hs256(
+                {"alg": "HS256", "typ": "JWT"}, payload_b64, self.signing_key.as_pem(private=False)
+            ),
             "embedded_jwk": self.token(key=attacker, header={"jwk": attacker.as_dict(private=False)}),
             "id_token": self.token(typ="ID"),
             "refresh_token": self.token(typ="Refresh"),
         }
+
+    def bad_proofs(self, key: ProofKey, token: str, htm: str, htu: str, *, nonce: str | None = None) -> dict[str, str]:
+        """DPoP proofs a resource server must refuse for a ``htm`` request to ``htu`` with ``token`` bound
+        to ``key`` (RFC 9449 §4.3, §7.1), by the reason they fail; each is otherwise valid (and carries
+        ``nonce`` if given)."""
+        now = self.clock()
+        fields: dict[str, Any] = {"htm": htm, "htu": htu, "iat": now, "ath": access_token_hash(token), "nonce": nonce}
+        good = make_proof(key, **fields)
+        header, claims, _, _ = parse(good)
+        header_b64, payload_b64, signature_b64 = good.split(".")
+
+        def resigned(header_changes: dict[str, Any], claim_changes: dict[str, Any]) -> str:
+            payload = _drop_omitted(claims | claim_changes)
+            return self.sign(payload, header={"kid": OMIT, **header, **header_changes}, key=key)
+
+        forged_payload = b64url(json.dumps(claims | {"jti": f"forged-{claims['jti']}"}).encode())
+        return {
+            "wrong_typ": resigned({"typ": "JWT"}, {}),
+            "alg_none": resigned({"alg": "none"}, {}),
+            "hs256": _hs256({**header, "alg": "HS256"}, payload_b64, json.dumps(header["jwk"]).encode()),
+            "private_key_in_jwk": resigned({"jwk": key.as_dict(private=True)}, {}),
+            "bad_signature": f"{header_b64}.{forged_payload}.{signature_b64}",
+            "wrong_htm": make_proof(key, **fields | {"htm": "POST" if htm != "POST" else "GET"}),
+            "wrong_htu": make_proof(key, **fields | {"htu": f"{htu.rstrip('/')}/elsewhere"}),
+            "stale_iat": make_proof(key, **fields | {"iat": now - 3600}),
+            "future_iat": make_proof(key, **fields | {"iat": now + 3600}),
+            "wrong_ath": make_proof(key, **fields | {"ath": access_token_hash(f"{token}x")}),
+            "missing_ath": make_proof(key, **fields | {"ath": None}),
+            "missing_jti": resigned({}, {"jti": OMIT}),
+            "other_key": make_proof(generate_key(header["alg"]), **fields | {"algorithm": header["alg"]}),
+        }
+
+
+def _hs256(header: Mapping[str, Any], payload_b64: str, secret: bytes) -> str:
+    """A JWS whose header says HS256, MACed with public key material as the secret (algorithm confusion)."""
+    signing_input = f"{b64url(json.dumps(header).encode())}.{payload_b64}"
+    return f"{signing_input}.{b64url(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())}"

@@ -1,4 +1,5 @@
-"""The test issuer as a user's tests set it up: optional scopes, registered roles, serving on loopback."""
+"""The test issuer as a user's tests set it up: optional scopes, registered roles, serving on loopback,
+DPoP-bound tokens (RFC 9449) and proofs a resource server must refuse."""
 
 from __future__ import annotations
 
@@ -8,19 +9,24 @@ from typing import Any
 import httpx
 import pytest
 
-from fastapi_kc_m2m.testing import TestIssuer
+from fastapi_kc_m2m._jose.algorithms import SUPPORTED_ALGORITHMS
+from fastapi_kc_m2m._jose.dpop import ProofError, ProofKey, check_proof, jwk_thumbprint, make_proof
+from fastapi_kc_m2m._jose.jws import parse
+from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, generate_key
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "billing-s3cret"
 
 
-async def grant(issuer: TestIssuer, **form: str) -> httpx.Response:
-    """A client-credentials request of ``billing`` at the issuer's token endpoint, in-process."""
+async def grant(issuer: TestIssuer, *proofs: str, **form: str) -> httpx.Response:
+    """A client-credentials request of ``billing`` at the issuer's token endpoint, in-process, with one
+    ``DPoP`` header per proof."""
     async with httpx.AsyncClient(transport=issuer.transport) as client:
         return await client.post(
             f"{issuer.issuer}/protocol/openid-connect/token",
             data={"grant_type": "client_credentials", "client_id": "billing", "client_secret": SECRET, **form},
+            headers=[("DPoP", proof) for proof in proofs],
         )
 
 
@@ -82,3 +88,171 @@ def test_serving_without_uvicorn_says_what_to_install(monkeypatch: pytest.Monkey
         serving.__enter__()
     assert error.value.name == "uvicorn"
     assert error.value.__cause__ is None
+
+
+# ------------------------------------------------------------------------- DPoP (RFC 9449)
+KEY = generate_key("ES256")
+JKT = jwk_thumbprint(KEY.as_dict(private=False))
+RESOURCE = "https://api.test/orders"
+
+
+@pytest.fixture
+def dpop_issuer() -> TestIssuer:
+    issuer = TestIssuer(clock=FrozenClock(1_800_000_000))  # whole seconds: proofs' iat is an integer
+    issuer.register_client("billing", secret=SECRET)
+    return issuer
+
+
+def token_proof(issuer: TestIssuer, key: ProofKey = KEY, **changes: Any) -> str:
+    """A proof for the issuer's token endpoint (RFC 9449 §5: POST, no ``ath``), with ``changes``."""
+    fields: dict[str, Any] = {"htm": "POST", "htu": issuer.dpop.htu, "iat": issuer.clock()}
+    return make_proof(key, **fields | changes)
+
+
+async def test_a_token_request_with_a_proof_gets_a_token_bound_in_keycloak_26_7_shape(dpop_issuer: TestIssuer) -> None:
+    response = await grant(dpop_issuer, token_proof(dpop_issuer))
+    assert response.status_code == 200, response.text
+    assert response.json()["token_type"] == "DPoP"
+    payload = parse(response.json()["access_token"]).payload
+    assert payload["typ"] == "DPoP"
+    assert payload["cnf"] == {"jkt": JKT, "kc-jkt-type": "DPoP"}
+
+
+async def test_a_client_requiring_dpop_bound_tokens_needs_a_proof(clock: FrozenClock) -> None:
+    issuer = TestIssuer(clock=clock)
+    issuer.register_client("billing", secret=SECRET, dpop_bound=True)
+    refused = await grant(issuer)
+    assert (refused.status_code, refused.json()) == (400, {"error": "invalid_request"})
+    assert (await grant(issuer, token_proof(issuer))).json()["token_type"] == "DPoP"
+    assert issuer.discovery_document()["dpop_signing_alg_values_supported"] == sorted(SUPPORTED_ALGORITHMS)
+
+
+async def test_a_token_request_without_a_proof_stays_bearer(dpop_issuer: TestIssuer) -> None:
+    dpop_issuer.require_dpop_nonce()  # nonces are for proofs only
+    response = await grant(dpop_issuer)
+    assert response.json()["token_type"] == "Bearer"
+    payload = parse(response.json()["access_token"]).payload
+    assert (payload["typ"], "cnf" in payload) == ("Bearer", False)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"htm": "GET"},
+        {"htu": RESOURCE},
+        {"iat_offset": -26},
+        {"iat_offset": 16},
+        {"algorithm": "ES384"},
+    ],
+    ids=["wrong_htm", "wrong_htu", "older_than_25s", "more_than_15s_ahead", "alg_not_fitting_key"],
+)
+async def test_an_invalid_proof_is_refused_with_invalid_dpop_proof(
+    dpop_issuer: TestIssuer, changes: dict[str, Any]
+) -> None:
+    offset = changes.pop("iat_offset", 0)
+    response = await grant(dpop_issuer, token_proof(dpop_issuer, iat=dpop_issuer.clock() + offset, **changes))
+    assert (response.status_code, response.json()) == (400, {"error": "invalid_dpop_proof"})
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("offset", [-25, 15])
+async def test_keycloaks_window_edges_are_accepted(dpop_issuer: TestIssuer, offset: int) -> None:
+    response = await grant(dpop_issuer, token_proof(dpop_issuer, iat=dpop_issuer.clock() + offset))
+    assert response.status_code == 200, response.text
+
+
+async def test_a_replayed_proof_is_refused(dpop_issuer: TestIssuer) -> None:
+    proof = token_proof(dpop_issuer)
+    assert (await grant(dpop_issuer, proof)).status_code == 200
+    replayed = await grant(dpop_issuer, proof)
+    assert (replayed.status_code, replayed.json()) == (400, {"error": "invalid_dpop_proof"})
+    assert (await grant(dpop_issuer, token_proof(dpop_issuer))).status_code == 200  # a fresh jti is fine
+
+
+async def test_an_invalid_proof_does_not_burn_its_jti(dpop_issuer: TestIssuer) -> None:
+    assert (await grant(dpop_issuer, token_proof(dpop_issuer, htm="GET", jti="j-1"))).status_code == 400
+    assert (await grant(dpop_issuer, token_proof(dpop_issuer, jti="j-1"))).status_code == 200
+
+
+async def test_two_proofs_are_refused(dpop_issuer: TestIssuer) -> None:
+    response = await grant(dpop_issuer, token_proof(dpop_issuer), token_proof(dpop_issuer))
+    assert (response.status_code, response.json()) == (400, {"error": "invalid_dpop_proof"})
+
+
+@pytest.mark.parametrize("demand", ["constructor", "method"])
+async def test_nonces_are_demanded_until_a_proof_carries_one(clock: FrozenClock, demand: str) -> None:
+    issuer = TestIssuer(clock=clock, dpop_nonce=demand == "constructor")
+    issuer.register_client("billing", secret=SECRET)
+    if demand == "method":
+        issuer.require_dpop_nonce()
+    for nonce in (None, "stale-nonce"):
+        asked = await grant(issuer, token_proof(issuer, nonce=nonce))
+        assert (asked.status_code, asked.json()) == (400, {"error": "use_dpop_nonce"})
+        assert asked.headers["dpop-nonce"] == issuer.dpop.nonce
+    response = await grant(issuer, token_proof(issuer, nonce=asked.headers["dpop-nonce"]))
+    assert response.status_code == 200, response.text
+    assert response.json()["token_type"] == "DPoP"
+
+
+async def test_token_with_dpop_key_is_bound_to_it(issuer: TestIssuer) -> None:
+    payload = parse(issuer.token(dpop_key=KEY, scope="orders:read")).payload
+    assert (payload["typ"], payload["cnf"], payload["scope"]) == (
+        "DPoP",
+        {"jkt": JKT, "kc-jkt-type": "DPoP"},
+        "orders:read",
+    )
+    assert parse(issuer.token(dpop_key=KEY, cnf={"jkt": JKT})).payload["cnf"] == {"jkt": JKT}  # Keycloak 26.4
+
+
+@pytest.mark.parametrize("lightweight", [False, True])
+def test_introspection_of_a_bound_token_keeps_cnf_and_says_dpop(issuer: TestIssuer, lightweight: bool) -> None:
+    bound = issuer.introspection_answer(issuer.token(dpop_key=KEY, lightweight=lightweight), "machine-b")
+    assert (bound["active"], bound["token_type"], bound["cnf"]["jkt"]) == (True, "DPoP", JKT)
+    assert issuer.introspection_answer(issuer.token(), "machine-b")["token_type"] == "Bearer"
+
+
+BAD_PROOFS = {
+    "wrong_typ": "not a DPoP proof",
+    "alg_none": "malformed proof|proof algorithm not allowed",  # an empty signature: malformed already
+    "hs256": "proof algorithm not allowed",
+    "private_key_in_jwk": "proof key must be a public JWK|proof header too large",  # RSA: too large already
+    "bad_signature": "invalid proof signature",
+    "wrong_htm": "proof htm mismatch",
+    "wrong_htu": "proof htu mismatch",
+    "stale_iat": "proof iat outside the window",
+    "future_iat": "proof iat outside the window",
+    "wrong_ath": "proof ath mismatch",
+    "missing_ath": "proof ath mismatch",
+    "missing_jti": "proof jti missing",
+}
+
+
+def resource_check(issuer: TestIssuer, proof: str, token: str) -> str:
+    """What a resource server with the default DPoP settings learns from ``proof``: the key's thumbprint."""
+    return check_proof(
+        proof,
+        algorithms=SUPPORTED_ALGORITHMS,
+        htm="GET",
+        htu=RESOURCE,
+        now=issuer.clock(),
+        max_age=60,
+        max_ahead=15,
+        access_token=token,
+    ).jkt
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "PS256", "EdDSA"])
+def test_bad_proofs_fail_each_for_its_reason(issuer: TestIssuer, algorithm: str) -> None:
+    key = KEY if algorithm == "ES256" else generate_key(algorithm)
+    token = issuer.token(dpop_key=key)
+    proofs = issuer.bad_proofs(key, token, "GET", RESOURCE, nonce="n-1")
+    assert proofs.keys() == BAD_PROOFS.keys() | {"other_key"}
+    for reason, phrase in BAD_PROOFS.items():
+        with pytest.raises(ProofError, match=f"^({phrase})$"):
+            resource_check(issuer, proofs[reason], token)
+    # a proof valid in itself, by a key the token is not bound to (RFC 9449 §6.1)
+    assert resource_check(issuer, proofs["other_key"], token) != parse(token).payload["cnf"]["jkt"]
+    assert parse(proofs["other_key"]).header["alg"] == parse(proofs["wrong_htm"]).header["alg"]
+    assert parse(proofs["wrong_htm"]).payload["nonce"] == "n-1"
+    good = make_proof(key, htm="GET", htu=RESOURCE, iat=issuer.clock(), ath=parse(proofs["wrong_htm"]).payload["ath"])
+    assert resource_check(issuer, good, token) == parse(token).payload["cnf"]["jkt"]

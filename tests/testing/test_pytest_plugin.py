@@ -52,6 +52,26 @@ async def test_refused(kc_auth, kc_token, kc_issuer):
     assert (await get(app, kc_token(audience="machine-b", scope="orders:read"))).status_code == 401
 
 
+@pytest.mark.anyio
+async def test_dpop(kc_auth, kc_dpop):
+    from fastapi_kc_m2m._jose.dpop import check_proof
+    from fastapi_kc_m2m._jose.jws import parse
+
+    token = kc_dpop.token(client_id="billing", scope="orders:read")
+    claims = parse(token).payload
+    assert (claims["typ"], claims["cnf"]) == ("DPoP", {"jkt": kc_dpop.jkt, "kc-jkt-type": "DPoP"})
+    headers = kc_dpop.headers("GET", "http://api/orders", token)
+    assert headers["Authorization"] == f"DPoP {token}"
+    checked = check_proof(
+        headers["DPoP"], algorithms=frozenset({"ES256"}), htm="GET", htu="http://api/orders",
+        now=kc_dpop.issuer.clock(), max_age=60, max_ahead=15, access_token=token,
+    )
+    assert checked.jkt == kc_dpop.jkt
+    assert kc_dpop.proof("GET", "http://api/orders") != kc_dpop.proof("GET", "http://api/orders")  # fresh jti
+    # a bound token presented as Bearer is refused (RFC 9449 §7.2), with or without DPoP support
+    assert (await get(create_app(kc_auth), token)).status_code == 401
+
+
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
@@ -79,7 +99,7 @@ def test_every_verifier_was_closed_after_its_test():
 def test_fixtures_protect_a_users_app_without_keycloak(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user_api=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=6)
 
 
 def test_fixtures_are_listed_by_the_entry_point(pytester: pytest.Pytester) -> None:
@@ -87,6 +107,6 @@ def test_fixtures_are_listed_by_the_entry_point(pytester: pytest.Pytester) -> No
     result.stdout.fnmatch_lines(
         [
             "*fixtures defined from fastapi_kc_m2m.testing.pytest_plugin*",
-            *("kc_audience*", "*", "kc_issuer*", "*", "kc_token*", "*", "kc_auth*"),
+            *("kc_audience*", "*", "kc_issuer*", "*", "kc_token*", "*", "kc_dpop*", "*", "kc_auth*"),
         ]
     )
