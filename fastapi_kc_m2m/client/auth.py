@@ -449,7 +449,7 @@ def _dpop_key(dpop: bool | ProofKey, credentials: ClientAuthentication, clock: C
     """The DPoP key asked for, never the client-authentication key (RFC 9449 §11.11)."""
     if dpop is False:
         return None
-    key = DPoPKey(None if dpop is True else dpop, clock)
+    key = DPoPKey.generate(clock) if dpop is True else DPoPKey(dpop, clock)
     if isinstance(credentials, PrivateKeyJWT) and credentials.thumbprint == key.jkt:
         raise ValueError("dpop: use another key than private_key (RFC 9449 §11.11)")
     return key

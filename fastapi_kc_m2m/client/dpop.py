@@ -10,11 +10,12 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
 import httpx
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from .._idp.http import FetchError, json_answer
 from .._jose.algorithms import MIN_RSA_BITS
@@ -35,11 +36,17 @@ class DPoPKey:
     """A private key signing DPoP proofs, kept apart from any client-authentication key (§11.11), and
     the last nonce each origin (scheme, host, port) gave. ``repr()`` never shows the key."""
 
-    def __init__(self, key: ProofKey | None, clock: Callable[[], float]) -> None:
-        self._key = ECKey.generate_key("P-256") if key is None else _checked(key)
+    def __init__(self, key: ProofKey, clock: Callable[[], float]) -> None:
+        self._key = _checked(key)
         self.jkt = jwk_thumbprint(self._key.as_dict(private=False))
         self._clock = clock
         self._nonces: OrderedDict[tuple[str, str, int | None], str] = OrderedDict()
+        self._lock = threading.Lock()  # held for a dict update only, never across an await
+
+    @classmethod
+    def generate(cls, clock: Callable[[], float]) -> DPoPKey:
+        """A new ES256 (P-256) key, as RFC 9449 §11.11 suggests: one per client, used for nothing else."""
+        return cls(ECKey.generate_key("P-256"), clock)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(jkt={self.jkt!r})"
@@ -66,15 +73,18 @@ class DPoPKey:
         if not _NONCE.fullmatch(nonce):
             return False
         origin = _origin(response.request.url)
-        self._nonces[origin] = nonce
-        self._nonces.move_to_end(origin)
-        if len(self._nonces) > MAX_ORIGINS:
-            self._nonces.popitem(last=False)
+        with self._lock:
+            self._nonces[origin] = nonce
+            self._nonces.move_to_end(origin)
+            if len(self._nonces) > MAX_ORIGINS:
+                self._nonces.popitem(last=False)
         return _token_endpoint_asks(response) if token_endpoint else _resource_server_asks(response)
 
 
 def _checked(key: ProofKey) -> ProofKey:
     """``key`` if it can sign proofs: private, RSA of 2048+ bits, EC on P-256/384/521, or Ed25519/Ed448."""
+    if not isinstance(key, ECKey | RSAKey | OKPKey):
+        raise ValueError("dpop: give True or a joserfc EC, RSA or OKP private key")
     if not key.is_private or (isinstance(key, RSAKey) and key.public_key.key_size < MIN_RSA_BITS):
         raise ValueError(f"dpop: give a private EC, Ed25519 or RSA ({MIN_RSA_BITS}+ bits) key")
     try:

@@ -149,6 +149,8 @@ def _weak_rsa() -> RSAKey:
         (lambda: ECKey.import_key(generate_key("ES256").as_dict(private=False)), "give a private"),
         (_weak_rsa, "give a private"),
         (lambda: ECKey.generate_key("secp256k1"), "cannot sign DPoP proofs"),
+        (lambda: None, "give True or a joserfc EC, RSA or OKP private key"),
+        (lambda: "key.pem", "give True or a joserfc EC, RSA or OKP private key"),
     ],
 )
 def test_unusable_dpop_keys_fail_at_construction(make_key: Any, message: str) -> None:
@@ -168,7 +170,7 @@ def nonce_sent(key: DPoPKey, url: str) -> str | None:
 
 
 def test_nonces_are_kept_per_origin_and_refreshed_from_any_answer() -> None:
-    key = DPoPKey(None, lambda: 0.0)
+    key = DPoPKey.generate(lambda: 0.0)
     assert key.note(answer(200, "https://a.example/x", "n-1")) is False  # kept, but nothing to retry
     assert nonce_sent(key, "https://a.example:443/y") == "n-1"
     assert [
@@ -206,4 +208,4 @@ def test_nonces_are_kept_per_origin_and_refreshed_from_any_answer() -> None:
 def test_only_a_nonce_challenge_with_a_nonce_asks_for_a_retry(
     response: httpx.Response, token_endpoint: bool, retry: bool
 ) -> None:
-    assert DPoPKey(None, lambda: 0.0).note(response, token_endpoint=token_endpoint) is retry
+    assert DPoPKey.generate(lambda: 0.0).note(response, token_endpoint=token_endpoint) is retry
