@@ -91,6 +91,7 @@ _DESCRIPTIONS = {
     "unsupported_grant_type": "the token endpoint does not offer the client-credentials grant",
     "network_error": "Keycloak could not be reached in time",
     "invalid_response": "Keycloak's answer was unusable",
+    "invalid_dpop_proof": "the token endpoint refused the DPoP proof (is the client's clock right?)",
 }
 
 

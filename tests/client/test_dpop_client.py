@@ -3,6 +3,7 @@ against :class:`tests.helpers.DPoPPeer`, a DPoP token endpoint and API checking 
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -110,6 +111,18 @@ async def test_a_401_retry_presents_the_new_token_with_a_new_proof() -> None:
     assert len(peer.accepted["token"]) == 2  # the refresh had its own proof
 
 
+async def test_concurrent_requests_share_one_token_and_each_has_its_own_proof() -> None:
+    peer = DPoPPeer(nonces=False)
+    with serve_app(peer.app) as base_url:
+        auth = dpop_auth(base_url)
+        async with httpx.AsyncClient(auth=auth, transport=httpx.ASGITransport(app=peer.app)) as client:
+            responses = await asyncio.gather(*(client.get(f"{API_URL}/orders") for _ in range(20)))
+        await auth.aclose()
+    assert {response.status_code for response in responses} == {200}
+    assert (len(peer.bound), len(peer.accepted["api"])) == (1, 20)  # a replayed jti would have been refused
+    assert len({proof for _, proof in peer.presented}) == 20
+
+
 def test_a_given_key_binds_the_tokens(peer: DPoPPeer, served: str) -> None:
     key = generate_key("PS256")
     auth = dpop_auth(served, dpop=key)
@@ -126,14 +139,15 @@ def test_without_dpop_no_proof_is_sent_and_no_jkt_is_known(peer: DPoPPeer, serve
         auth.get_token()  # the peer wants a proof
     auth.close()
     assert (raised.value.error, auth.jkt) == ("invalid_dpop_proof", None)
+    assert raised.value.description == "the token endpoint refused the DPoP proof (is the client's clock right?)"
 
 
-def test_the_dpop_key_must_not_be_the_client_assertion_key() -> None:
+@pytest.mark.parametrize("form", ["key", "pem", "jwk"])
+def test_the_dpop_key_must_not_be_the_client_assertion_key(form: str) -> None:
     key = generate_key("ES256")
+    given = {"key": key, "pem": key.as_pem(private=True), "jwk": key.as_dict(private=True)}[form]
     with pytest.raises(ValueError, match=r"another key than private_key \(RFC 9449 §11.11\)"):
-        ClientCredentialsAuth("machine-a", issuer="http://kc/realms/x", private_key=key, dpop=key)
-    as_jwk = ClientCredentialsAuth("a", issuer="http://kc/realms/x", private_key=key.as_dict(private=True), dpop=True)
-    assert as_jwk.jkt != key.thumbprint()
+        ClientCredentialsAuth("machine-a", issuer="http://kc/realms/x", private_key=given, dpop=key)
 
 
 def _weak_rsa() -> RSAKey:
