@@ -30,6 +30,8 @@ _NONCE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,512}")
 # A DPoP challenge (RFC 9449 §7.1) whose error is use_dpop_nonce (§9), up to the next Bearer challenge.
 _NONCE_CHALLENGE = re.compile(r'\bdpop\b(?:(?!\bbearer\b).)*\berror\s*=\s*"?use_dpop_nonce\b', re.IGNORECASE)
 _USE_DPOP_NONCE = "use_dpop_nonce"
+# Characters of a WWW-Authenticate value searched at most: the search backtracks, and challenges are short.
+_MAX_CHALLENGE = 2048
 
 
 class DPoPKey:
@@ -53,12 +55,13 @@ class DPoPKey:
 
     def sign(self, request: httpx.Request, access_token: str | None = None) -> None:
         """Give ``request`` a new proof (§4.2), with the origin's nonce if one is known (§8.2); with
-        ``access_token``, also its ``ath`` and ``Authorization: DPoP`` (§7.1). ``htu`` has no query."""
+        ``access_token``, also its ``ath`` and ``Authorization: DPoP`` (§7.1). ``htu`` is the URL without
+        userinfo, query and fragment (§4.2)."""
         ath = None if access_token is None else access_token_hash(access_token)
         request.headers["DPoP"] = make_proof(
             self._key,
             htm=request.method,
-            htu=str(request.url),
+            htu=str(request.url.copy_with(userinfo=b"")),
             iat=self._clock(),
             ath=ath,
             nonce=self._nonces.get(_origin(request.url)),
@@ -102,7 +105,8 @@ def _resource_server_asks(response: httpx.Response) -> bool:
     """§9: ``401`` with a ``DPoP`` challenge whose ``error`` is ``use_dpop_nonce``."""
     if response.status_code != httpx.codes.UNAUTHORIZED:
         return False
-    return any(_NONCE_CHALLENGE.search(value) for value in response.headers.get_list("WWW-Authenticate"))
+    values = response.headers.get_list("WWW-Authenticate")
+    return any(_NONCE_CHALLENGE.search(value[:_MAX_CHALLENGE]) for value in values)
 
 
 def _token_endpoint_asks(response: httpx.Response) -> bool:

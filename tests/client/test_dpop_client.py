@@ -195,6 +195,17 @@ def test_nonces_are_kept_per_origin_and_refreshed_from_any_answer() -> None:
     assert nonce_sent(key, "https://a.example/") == "n-2"
 
 
+def test_the_proof_names_the_url_without_userinfo_query_or_fragment() -> None:
+    request = httpx.Request("PUT", "https://user:pw@a.example:8443/orders/7?page=2#top")
+    DPoPKey.generate(lambda: 1000.0).sign(request, "at-1")
+    claims = proof_claims(request.headers["DPoP"])
+    assert (claims["htm"], claims["htu"], claims["iat"]) == ("PUT", "https://a.example:8443/orders/7", 1000)
+    assert (claims["ath"], request.headers["Authorization"]) == (access_token_hash("at-1"), "DPoP at-1")
+
+
+LONG = "DPoP " + " " * 2048 + 'error="use_dpop_nonce"'  # past what is searched
+
+
 @pytest.mark.parametrize(
     ("response", "token_endpoint", "retry"),
     [
@@ -211,6 +222,7 @@ def test_nonces_are_kept_per_origin_and_refreshed_from_any_answer() -> None:
         ),
         (answer(401, "https://a/", None, headers={"WWW-Authenticate": 'DPoP error="use_dpop_nonce"'}), False, False),
         (answer(401, "https://a/", "n", headers={"WWW-Authenticate": 'DPoP error="invalid_token"'}), False, False),
+        (answer(401, "https://a/", "n", headers={"WWW-Authenticate": LONG}), False, False),
         (answer(401, "https://a/", "n", headers={"WWW-Authenticate": 'Bearer error="use_dpop_nonce"'}), False, False),
         (answer(400, "https://a/", "n", json={"error": "use_dpop_nonce"}), True, True),
         (answer(400, "https://a/", "n", json={"error": "use_dpop_nonce"}), False, False),
