@@ -47,7 +47,7 @@ class DPoPKey:
 
     @classmethod
     def generate(cls, clock: Callable[[], float]) -> DPoPKey:
-        """A new ES256 (P-256) key, as RFC 9449 §11.11 suggests: one per client, used for nothing else."""
+        """A new ES256 (P-256) key, for DPoP proofs only (§11.11: not the client-authentication key)."""
         return cls(ECKey.generate_key("P-256"), clock)
 
     def __repr__(self) -> str:
