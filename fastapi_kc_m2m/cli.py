@@ -54,7 +54,11 @@ In Keycloak: client -> Credentials -> Client Authenticator "Signed JWT", then Ke
     "token": """examples:
   KC_M2M_CLIENT_SECRET=... kc-m2m token --issuer https://kc.example/realms/prod --client-id machine-a
   kc-m2m token --issuer https://kc.example/realms/prod --client-id machine-a --key machine-a.key.pem
-  kc-m2m token ... --scope "orders:read" --json     # the whole token response""",
+  kc-m2m token ... --scope "orders:read" --json     # the whole token response
+  kc-m2m token ... --dpop                           # a DPoP-bound token; stderr: the key's thumbprint
+
+With --dpop the key is made for this run and forgotten: the token can be inspected (kc-m2m decode
+shows its cnf.jkt) but not presented, since every request needs a proof from that key (RFC 9449).""",
     "decode": """examples:
   kc-m2m decode eyJhbGciOi...
   kc-m2m token ... | kc-m2m decode                  # reads the token from stdin
@@ -162,7 +166,8 @@ def _jwks(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------- token
 def _token(args: argparse.Namespace) -> int:
-    """RFC 6749 §4.4: a client-credentials token, printed alone or as the whole JSON response."""
+    """RFC 6749 §4.4: a client-credentials token, printed alone or as the whole JSON response; with
+    ``--dpop`` bound to a new key (RFC 9449 §5), whose thumbprint goes to stderr."""
     secret = _secret(args)
     auth = ClientCredentialsAuth(
         args.client_id,
@@ -175,11 +180,14 @@ def _token(args: argparse.Namespace) -> int:
         key_id=args.kid,
         scope=args.scope,
         timeout=args.timeout,
+        dpop=args.dpop,
     )
     try:
         token = auth.get_token()
     finally:
         auth.close()
+    if auth.jkt is not None:
+        _note(f"DPoP-bound to the key with thumbprint (cnf.jkt): {auth.jkt}")
     print(json.dumps(dict(token.response), indent=2) if args.json else token.value)
     return 0
 
@@ -210,6 +218,9 @@ def _decode(args: argparse.Namespace) -> int:
         value = claims.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
             print(f"{name}: {_human_time(value, now)}")
+    confirmation = claims.get("cnf")
+    if isinstance(confirmation, dict) and isinstance(confirmation.get("jkt"), str):
+        print(f"cnf.jkt: bound to the DPoP key with thumbprint {_shown(confirmation['jkt'])} (RFC 9449 §6.1)")
     return 0
 
 
@@ -345,6 +356,7 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=10.0, help="seconds each exchange with Keycloak may take in all (%(default)s)"
     )
     token.add_argument("--json", action="store_true", help="print the whole token response")
+    token.add_argument("--dpop", action="store_true", help="get a DPoP-bound token for a new ES256 key (RFC 9449)")
 
     decode = command("decode", _decode, "Show a token's header and claims WITHOUT verifying it.")
     decode.add_argument("token", nargs="?", help="the token; default: read from stdin")

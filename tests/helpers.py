@@ -1,13 +1,24 @@
 """What several test modules need: request headers, an in-process client for an app, a gate that
-holds an identity provider's answers, and polling for background work."""
+holds an identity provider's answers, polling for background work, and a DPoP token endpoint and API."""
 
 from __future__ import annotations
 
+import base64
+import json
+import time
+import uuid
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from starlette.types import ASGIApp
+
+from fastapi_kc_m2m._jose.dpop import Proof, ProofError, check_proof
 
 API_URL = "http://api.test"
 
@@ -58,3 +69,76 @@ async def wait_until(condition: Callable[[], bool], seconds: float = 3.0) -> Non
             if condition():
                 return
             await anyio.sleep(0.005)
+
+
+def proof_claims(proof: str) -> dict[str, Any]:
+    """The claims of a DPoP proof (or any JWS), unverified."""
+    return dict(json.loads(base64.urlsafe_b64decode(proof.split(".")[1] + "==")))
+
+
+class DPoPPeer:
+    """A DPoP token endpoint (``POST /token``) and API (``/orders``) in one Starlette app (:attr:`app`),
+    checking proofs with ``check_proof`` (RFC 9449 §4.3, §7.1) and refusing a replayed ``jti`` (§11.1).
+
+    With ``nonces`` each side demands its own nonce, handed out with ``400 use_dpop_nonce`` by the token
+    endpoint (§8) and ``401 DPoP error="use_dpop_nonce"`` by the API (§9); ``asked`` counts the demands.
+    The token endpoint answers ``token_type`` (default ``DPoP``) and checks no client credentials.
+    ``accepted`` holds the claims of the proofs each side accepted, ``presented`` every API request's
+    ``(token, proof)``; ``bound`` maps issued tokens to their ``jkt``; tokens in ``refused`` get a 401.
+    """
+
+    ALGORITHMS = frozenset({"ES256", "ES384", "ES512", "PS256", "RS256", "EdDSA"})
+
+    def __init__(self, *, nonces: bool = True, token_type: str = "DPoP") -> None:  # noqa: S107 - not a secret
+        self.token_type = token_type
+        self.nonces = {"token": "token-nonce-1", "api": "api-nonce-1"} if nonces else {}
+        self.asked = {"token": 0, "api": 0}
+        self.accepted: dict[str, list[dict[str, Any]]] = {"token": [], "api": []}
+        self.presented: list[tuple[str, str]] = []
+        self.bound: dict[str, str] = {}
+        self.refused: set[str] = set()
+        self._jtis: set[str] = set()
+        routes = [Route("/token", self._token, methods=["POST"]), Route("/orders", self._api, methods=["GET", "POST"])]
+        self.app = Starlette(routes=routes)
+
+    def _check(self, request: Request, side: str, token: str | None) -> Proof | str:
+        """The accepted proof, else why it is refused (an error code, or a nonce demand)."""
+        proof = request.headers.get("DPoP", "")
+        try:
+            checked = check_proof(
+                proof, algorithms=self.ALGORITHMS, htm=request.method, htu=str(request.url),
+                now=time.time(), max_age=60, max_ahead=15, access_token=token,
+            )  # fmt: skip
+        except ProofError:
+            return "invalid_dpop_proof"
+        if token is not None and checked.jkt != self.bound[token]:
+            return "invalid_token"
+        if side in self.nonces and checked.nonce != self.nonces[side]:
+            self.asked[side] += 1
+            return "use_dpop_nonce"
+        if checked.jti in self._jtis:
+            return "invalid_dpop_proof"
+        self._jtis.add(checked.jti)
+        self.accepted[side].append(proof_claims(proof))
+        return checked
+
+    async def _token(self, request: Request) -> JSONResponse:
+        checked = self._check(request, "token", None)
+        if isinstance(checked, str):
+            return JSONResponse({"error": checked}, 400, headers=self._nonce_header("token"))
+        token = f"at-{uuid.uuid4().hex}"
+        self.bound[token] = checked.jkt
+        return JSONResponse({"access_token": token, "token_type": self.token_type, "expires_in": 300})
+
+    async def _api(self, request: Request) -> JSONResponse:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        self.presented.append((token, request.headers.get("DPoP", "")))
+        refused = scheme != "DPoP" or token not in self.bound or token in self.refused
+        refusal = "invalid_token" if refused else self._check(request, "api", token)
+        if not isinstance(refusal, str):
+            return JSONResponse({"ok": True})
+        headers = {"WWW-Authenticate": f'DPoP algs="ES256", error="{refusal}"'} | self._nonce_header("api")
+        return JSONResponse({}, 401, headers=headers)
+
+    def _nonce_header(self, side: str) -> dict[str, str]:
+        return {"DPoP-Nonce": self.nonces[side]} if side in self.nonces else {}

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from joserfc.jwk import ECKey, RSAKey
 
 from fastapi_kc_m2m._idp.client_auth import load_private_key
-from fastapi_kc_m2m.testing import TestIssuer, generate_key, loopback_socket
+from fastapi_kc_m2m.testing import TestIssuer, generate_key, loopback_socket, serve_app
+from tests.helpers import DPoPPeer
 
 KC_M2M = str(Path(sys.executable).with_name("kc-m2m"))
 SECRET = "cli-s3cret"
@@ -290,3 +291,32 @@ def test_verbose_verify_shows_the_mismatching_values(kc: TestIssuer) -> None:
     assert f"token aud 'another-api', audience '{kc.audience}'" in result.stderr
     quiet = run("verify", "--issuer", kc.issuer, "--audience", kc.audience, token)
     assert "other.test" not in quiet.stderr  # only -v shows the unverified token's claims
+
+
+def test_token_dpop_prints_a_bound_token_and_the_key_thumbprint() -> None:
+    peer = DPoPPeer()  # demands a nonce first (RFC 9449 §8)
+    with serve_app(peer.app) as base_url:
+        result = run("token", "--token-endpoint", f"{base_url}/token", "--client-id", "machine-a", "--dpop",
+                     env={"KC_M2M_CLIENT_SECRET": SECRET})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert result.stderr == f"DPoP-bound to the key with thumbprint (cnf.jkt): {peer.bound[token]}\n"
+    assert peer.asked["token"] == 1
+
+
+def test_token_dpop_refuses_a_bearer_answer_in_one_line() -> None:
+    peer = DPoPPeer(token_type="Bearer")
+    with serve_app(peer.app) as base_url:
+        result = run("token", "--token-endpoint", f"{base_url}/token", "--client-id", "machine-a", "--dpop",
+                     "--client-secret", SECRET)  # fmt: skip
+    assert result.returncode == 3
+    assert one_line_error(result).endswith(": the token is not DPoP-bound")
+
+
+def test_decode_explains_a_dpop_binding(kc: TestIssuer) -> None:
+    jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+    result = run("decode", kc.token(cnf={"jkt": jkt}, typ="DPoP"))
+    assert result.returncode == 0, result.stderr
+    assert f'"jkt": "{jkt}"' in result.stdout
+    assert f"cnf.jkt: bound to the DPoP key with thumbprint '{jkt}' (RFC 9449 §6.1)" in result.stdout.splitlines()
+    assert "cnf.jkt" not in run("decode", kc.token()).stdout

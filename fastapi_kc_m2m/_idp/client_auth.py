@@ -137,6 +137,11 @@ class PrivateKeyJWT(ClientAuthentication):
             self._header["kid"] = kid
         self._clock = clock
 
+    @property
+    def thumbprint(self) -> str:
+        """The RFC 7638 thumbprint of the signing key, to keep it apart from a DPoP key (RFC 9449 §11.11)."""
+        return self._key.thumbprint()
+
     def assertion(self, audience: str) -> str:
         """A signed, single-use client assertion for ``audience`` (RFC 7523 §3)."""
         now = int(self._clock())

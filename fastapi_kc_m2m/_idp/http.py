@@ -31,6 +31,10 @@ class Unreachable(FetchError):
     """The exchange did not complete: no connection, a transport error, or the deadline passed."""
 
 
+# Response headers a caller may need from the identity provider: a DPoP nonce (RFC 9449 §8.2).
+_KEPT_HEADERS = ("DPoP-Nonce",)
+
+
 class _Body:
     """The raw body of one response as it arrives: the one place the size cap is enforced.
 
@@ -44,6 +48,7 @@ class _Body:
         if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
             raise FetchError("compressed body")
         self._status = response.status_code
+        self._headers = [(name, value) for name in _KEPT_HEADERS for value in response.headers.get_list(name)]
         self._max_body = max_body
         self._data = bytearray()
 
@@ -53,8 +58,8 @@ class _Body:
             raise FetchError("body too large")
 
     def response(self, request: httpx.Request) -> httpx.Response:
-        """The status and the whole body, as a read response (its headers are not kept)."""
-        return httpx.Response(self._status, content=bytes(self._data), request=request)
+        """The status and the whole body, as a read response keeping only the headers of :data:`_KEPT_HEADERS`."""
+        return httpx.Response(self._status, headers=self._headers, content=bytes(self._data), request=request)
 
 
 async def read_json_object(client: httpx.AsyncClient, request: httpx.Request, limits: HttpLimits) -> Mapping[str, Any]:

@@ -1,5 +1,6 @@
 """Machine A, the calling side: the httpx auth that gets and caches client-credentials tokens
-(:class:`ClientCredentialsAuth`), and the JWK Set a client publishes for Keycloak (:mod:`.jwks`).
+(:class:`ClientCredentialsAuth`), its DPoP key and nonces (:mod:`.dpop`, RFC 9449), and the JWK Set a
+client publishes for Keycloak (:mod:`.jwks`).
 
 Loads neither FastAPI, Starlette nor pydantic-settings. May import :mod:`.._idp`, :mod:`.._jose`,
 httpx and joserfc; never :mod:`..server`, :mod:`..asgi` or :mod:`..settings`.

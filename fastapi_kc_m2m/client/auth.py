@@ -7,6 +7,7 @@ One object for ``httpx.Client`` and ``httpx.AsyncClient`` alike::
         client.get("https://orders.example/orders")
 
     auth = ClientCredentialsAuth("machine-a", issuer=issuer, private_key="machine-a.key.pem")  # RFC 7523
+    auth = ClientCredentialsAuth("machine-a", issuer=issuer, client_secret=secret, dpop=True)  # RFC 9449
 
 - The token endpoint is ``token_endpoint``, else the issuer's discovery document (OpenID Connect
   Discovery 1.0 §4) names it; the client authenticates as :mod:`.._idp.client_auth` does (RFC 6749 §2.3.1,
@@ -18,6 +19,9 @@ One object for ``httpx.Client`` and ``httpx.AsyncClient`` alike::
   :data:`RETRY_401_AFTER` seconds, so an API refusing the client costs no token request per call.
 - Each exchange with Keycloak (discovery, token request) is streamed, capped at ``max_response_bytes``
   and must finish within ``timeout`` seconds in all, for sync and async clients alike.
+- With ``dpop``, tokens are DPoP-bound (RFC 9449): every token request and every API request carries a
+  fresh proof (:mod:`.dpop`), the API sees ``Authorization: DPoP``, a ``Bearer`` answer is refused, and
+  a server asking for a nonce (§8, §9) is asked once more with it.
 - Failures raise :class:`ClientCredentialsError` with the RFC 6749 §5.2 error code, the step that failed,
   its URL and how long it took; neither it, ``repr()`` nor the logs show a secret, an assertion or a token.
 
@@ -56,6 +60,8 @@ from .._idp.discovery import discovery_url, endpoint_of
 from .._idp.http import FetchError, HttpLimits, Unreachable, json_answer, read_answer, read_answer_sync
 from .._idp.urls import check_http_url
 from .._jose.algorithms import EC_CURVES
+from .._jose.dpop import ProofKey
+from .dpop import DPoPKey
 
 __all__ = ["AccessToken", "ClientCredentialsAuth", "ClientCredentialsError", "KeySource", "load_signing_key"]
 
@@ -85,6 +91,7 @@ _DESCRIPTIONS = {
     "unsupported_grant_type": "the token endpoint does not offer the client-credentials grant",
     "network_error": "Keycloak could not be reached in time",
     "invalid_response": "Keycloak's answer was unusable",
+    "invalid_dpop_proof": "the token endpoint refused the DPoP proof (is the client's clock right?)",
 }
 
 
@@ -140,6 +147,8 @@ KeySource = str | bytes | os.PathLike[str] | Mapping[str, Any] | PrivateKey
 
 # Yields requests (inside the refresh section: to the token endpoint) and lock steps; receives responses.
 _Flow = Generator[httpx.Request | _Step, httpx.Response, None]
+# Sends an API request (once more for a DPoP nonce) and returns the last answer.
+_Sending = Generator[httpx.Request, httpx.Response, httpx.Response]
 
 
 class ClientCredentialsAuth(httpx.Auth):
@@ -151,6 +160,10 @@ class ClientCredentialsAuth(httpx.Auth):
     a joserfc key), signed with ``algorithm`` (default: RS256 for RSA keys, ES256/384/512 by curve) and
     ``key_id`` as the ``kid`` header (default: the JWK's ``kid``, none for PEM). The assertion's ``aud``
     is the issuer, else the token endpoint (both accepted by Keycloak).
+
+    ``dpop=True`` binds the tokens to a new ES256 key of this object's own, ``dpop=key`` to a given
+    private joserfc EC, RSA or OKP key, which must not be the ``private_key`` (RFC 9449 §11.11); the
+    key's thumbprint (the tokens' ``cnf.jkt``) is :attr:`jkt`.
 
     Each exchange with Keycloak (discovery, token request) must finish within ``timeout`` seconds in all
     and answer at most ``max_response_bytes``; ``verify`` configures TLS. Call :meth:`close` (sync use) or
@@ -173,6 +186,7 @@ class ClientCredentialsAuth(httpx.Auth):
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         verify: ssl.SSLContext | bool = True,
         clock: Callable[[], float] = time.time,
+        dpop: bool | ProofKey = False,
     ) -> None:
         if issuer is None and token_endpoint is None:
             raise ValueError("give issuer (the realm URL) or token_endpoint")
@@ -184,6 +198,7 @@ class ClientCredentialsAuth(httpx.Auth):
         )
         if timeout <= 0 or max_response_bytes <= 0:
             raise ValueError("timeout and max_response_bytes must be positive")
+        self._dpop = _dpop_key(dpop, self._credentials, clock)
         self._clock = clock
         self._timeout = timeout
         self._limits = HttpLimits(max_response_bytes, timeout)
@@ -204,6 +219,11 @@ class ClientCredentialsAuth(httpx.Auth):
     def client_id(self) -> str:
         """The client the tokens are issued to (their ``azp``)."""
         return self._credentials.client_id
+
+    @property
+    def jkt(self) -> str | None:
+        """The RFC 7638 thumbprint of the DPoP key, the tokens' ``cnf.jkt``; ``None`` without DPoP."""
+        return None if self._dpop is None else self._dpop.jkt
 
     def get_token(self) -> AccessToken:
         """A token that is not due for refresh, fetched now if needed (for use outside httpx)."""
@@ -244,13 +264,25 @@ class ClientCredentialsAuth(httpx.Auth):
         the token was itself fetched for a 401 less than :data:`RETRY_401_AFTER` seconds ago."""
         replayable = isinstance(request.stream, httpx.ByteStream)  # a streamed body cannot be sent again
         token = yield from self._fresh_token(stale=None)
-        request.headers["Authorization"] = f"Bearer {token.value}"
-        response = yield request
+        response = yield from self._send(request, token, replayable)
         if response.status_code != httpx.codes.UNAUTHORIZED or not replayable or self._fetched_for_401_recently(token):
             return
         token = yield from self._fresh_token(stale=token)
-        request.headers["Authorization"] = f"Bearer {token.value}"
-        yield request
+        yield from self._send(request, token, replayable)
+
+    def _send(self, request: httpx.Request, token: AccessToken, replayable: bool) -> _Sending:
+        """Send ``request`` with ``token``: as Bearer (RFC 6750 §2.1), or with DPoP a new proof (RFC 9449
+        §7.1), sent once more with the nonce the API asks for (§9) if the body can be sent again."""
+        if self._dpop is None:
+            request.headers["Authorization"] = f"Bearer {token.value}"
+            return (yield request)
+        self._dpop.sign(request, token.value)
+        response = yield request
+        if self._dpop.note(response) and replayable:
+            self._dpop.sign(request, token.value)
+            response = yield request
+            self._dpop.note(response)
+        return response
 
     def _keep(self, got: list[AccessToken]) -> _Flow:
         got.append((yield from self._fresh_token(stale=None)))
@@ -285,16 +317,26 @@ class ClientCredentialsAuth(httpx.Auth):
         return token
 
     def _fetch(self) -> Generator[httpx.Request, httpx.Response, AccessToken]:
-        """RFC 6749 §4.4.2: ``grant_type=client_credentials`` (and ``scope``), client authentication added."""
+        """RFC 6749 §4.4.2: ``grant_type=client_credentials`` (and ``scope``), client authentication added;
+        with DPoP a proof (RFC 9449 §5), and once more with the nonce the endpoint asks for (§8)."""
         endpoint = self.token_endpoint or (yield from self._discover())
-        form = {"grant_type": "client_credentials"} | ({"scope": self.scope} if self.scope else {})
-        headers, fields = self._credentials.credentials(self.issuer or endpoint)
         started = self._clock()
-        request = httpx.Request("POST", endpoint, data=form | fields, headers=headers | {"Accept": "application/json"})
-        response, where = yield from _ask("token request", request)
-        self._token = _access_token(response, started, where)
+        response, where = yield from _ask("token request", self._token_request(endpoint))
+        if self._dpop is not None and self._dpop.note(response, token_endpoint=True):
+            response, where = yield from _ask("token request", self._token_request(endpoint))
+            self._dpop.note(response, token_endpoint=True)
+        self._token = _access_token(response, started, where, dpop=self._dpop is not None)
         logger.debug("fetched a token for client %s from %s", self.client_id, endpoint)
         return self._token
+
+    def _token_request(self, endpoint: str) -> httpx.Request:
+        """A token request with new credentials (a client assertion is single-use) and, with DPoP, a proof."""
+        form = {"grant_type": "client_credentials"} | ({"scope": self.scope} if self.scope else {})
+        headers, fields = self._credentials.credentials(self.issuer or endpoint)
+        request = httpx.Request("POST", endpoint, data=form | fields, headers=headers | {"Accept": "application/json"})
+        if self._dpop is not None:
+            self._dpop.sign(request)
+        return request
 
     def _discover(self) -> Generator[httpx.Request, httpx.Response, str]:
         """The ``token_endpoint`` of the issuer's discovery document, whose ``issuer`` must be ours (§4.3)."""
@@ -404,6 +446,16 @@ def _client_authentication(
     return PrivateKeyJWT(client_id, loaded, algorithm=algorithm, key_id=key_id, clock=clock)
 
 
+def _dpop_key(dpop: bool | ProofKey, credentials: ClientAuthentication, clock: Callable[[], float]) -> DPoPKey | None:
+    """The DPoP key asked for, never the client-authentication key (RFC 9449 §11.11)."""
+    if dpop is False:
+        return None
+    key = DPoPKey.generate(clock) if dpop is True else DPoPKey(dpop, clock)
+    if isinstance(credentials, PrivateKeyJWT) and credentials.thumbprint == key.jkt:
+        raise ValueError("dpop: use another key than private_key (RFC 9449 §11.11)")
+    return key
+
+
 def load_signing_key(source: KeySource, algorithm: str | None = None) -> tuple[PrivateKey, str]:
     """A private key for client assertions and its algorithm: ``algorithm`` if given, else RS256 for an
     RSA key and ES256/ES384/ES512 by an EC key's curve. ``source`` is a PEM file's path, PEM bytes or text, a
@@ -445,9 +497,9 @@ def _json_body(response: httpx.Response) -> dict[str, Any] | None:
         return None
 
 
-def _access_token(response: httpx.Response, started: float, where: str) -> AccessToken:
-    """RFC 6749 §5.1: a Bearer token (RFC 6750) and its lifetime, counted from when it was asked for;
-    ``where`` (step, URL, duration) starts the detail of any error."""
+def _access_token(response: httpx.Response, started: float, where: str, *, dpop: bool = False) -> AccessToken:
+    """RFC 6749 §5.1: a Bearer token (RFC 6750), or with ``dpop`` a DPoP one (RFC 9449 §5), and its
+    lifetime, counted from when it was asked for; ``where`` (step, URL, duration) starts any error's detail."""
     body = _json_body(response)
     if response.status_code != httpx.codes.OK:
         raise ClientCredentialsError.from_response(response, body, where)
@@ -456,8 +508,9 @@ def _access_token(response: httpx.Response, started: float, where: str) -> Acces
     value, token_type, lifetime = body.get("access_token"), body.get("token_type"), body.get("expires_in")
     if not isinstance(value, str) or not _B64TOKEN.fullmatch(value):
         raise ClientCredentialsError("invalid_response", status_code=200, detail=f"{where}: no usable access_token")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":  # RFC 6749 §7.1: only what we know
-        raise ClientCredentialsError("invalid_response", status_code=200, detail=f"{where}: token_type is not Bearer")
+    if not isinstance(token_type, str) or token_type.lower() != ("dpop" if dpop else "bearer"):  # RFC 6749 §7.1
+        refusal = "the token is not DPoP-bound" if dpop else "token_type is not Bearer"
+        raise ClientCredentialsError("invalid_response", status_code=200, detail=f"{where}: {refusal}")
     if lifetime is None:
         lifetime = DEFAULT_LIFETIME
     if type(lifetime) not in (int, float) or lifetime <= 0:
