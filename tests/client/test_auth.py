@@ -258,7 +258,10 @@ def test_an_unusable_answer_is_an_invalid_response(issuer: TestIssuer, make_auth
 
 def test_a_wrong_realm_names_discovery_its_url_and_the_status(issuer: TestIssuer, make_auth: Any) -> None:
     wrong = issuer.issuer.replace("/realms/test", "/realms/nope")
-    auth = make_auth(issuer=wrong.replace("://", f"://user:{SECRET}@"), client_secret=SECRET)
+    with pytest.raises(ValueError, match="user name or password") as refused:  # never sent, never repeated
+        make_auth(issuer=wrong.replace("://", f"://user:{SECRET}@"), client_secret=SECRET)
+    assert SECRET not in str(refused.value)
+    auth = make_auth(issuer=wrong, client_secret=SECRET)
     with pytest.raises(ClientCredentialsError) as raised:
         auth.get_token()
     url = re.escape(f"{wrong}/.well-known/openid-configuration")
