@@ -72,8 +72,9 @@ class TokenVerifier:
         self._transport = transport
         self._clock = clock
         self._observer = observer or LoggingObserver()
-        self._store = store or MemoryStore(self.settings.introspection_cache_size, clock)
-        replay_store = store or MemoryStore(REPLAY_STORE_SIZE, clock)
+        # ``is None``, not ``or``: an empty MemoryStore is falsy.
+        self._store = MemoryStore(self.settings.introspection_cache_size, clock) if store is None else store
+        replay_store = MemoryStore(REPLAY_STORE_SIZE, clock) if store is None else store
         self._dpop = ProofChecker(self.settings, clock, replay_store, self._observer)
         self._dpop_off = self.settings.dpop == "off"
         self._cache: TokenCache[Verification] = TokenCache(self.settings.token_cache_size, clock)
