@@ -102,7 +102,7 @@ class ProofChecker:
         except ProofError as error:
             raise InvalidDPoPProof(str(error)) from None
         if self._nonce_key and not self._nonce_is_valid(proof.nonce, now):
-            raise UseDPoPNonce(self._nonce(now), "a fresh DPoP nonce is required")
+            raise UseDPoPNonce(self._nonce(now))
         if not hmac.compare_digest(proof.jkt.encode(), jkt.encode()):
             raise InvalidDPoPProof("DPoP proof key does not match the token")
         ttl = proof.iat + self._max_age - now + self._max_ahead

@@ -606,6 +606,16 @@ async def test_lightweight_dpop_token_is_bound_through_the_answer(issuer: TestIs
             await auth.authenticate(dpop_request(token, generate_key("ES256"), issuer.clock()))
 
 
+async def test_an_introspected_full_token_keeps_its_binding(issuer: TestIssuer) -> None:
+    key = generate_key("ES256")
+    token = issuer.token(typ="DPoP", cnf={"jkt": key.thumbprint()})
+    async with introspecting(issuer) as auth:
+        verification = await auth.authenticate(dpop_request(token, key, issuer.clock()))
+        assert (verification.jkt, verification.introspected) == (key.thumbprint(), True)
+        with pytest.raises(InvalidToken, match="presented as Bearer"):
+            await auth.verify(token)
+
+
 async def test_lightweight_token_keeps_its_own_binding(issuer: TestIssuer) -> None:
     key = generate_key("ES256")
     token = issuer.token(lightweight=True, typ="DPoP", cnf={"jkt": key.thumbprint()})
