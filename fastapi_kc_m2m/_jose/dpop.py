@@ -8,12 +8,14 @@ nothing but the proof and the request; the caller adds the replay check (§11.1,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import re
 import uuid
 from collections.abc import Mapping, MutableMapping
+from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -75,8 +77,8 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     members = _THUMBPRINT_MEMBERS.get(jwk.get("kty"))  # type: ignore[arg-type]
     if members is None or any(not isinstance(jwk.get(name), str) for name in members):
         raise ProofError("unsupported proof key")
-    canonical = json.dumps({name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True)
-    return b64url(hashlib.sha256(canonical.encode()).digest())
+    canonical = ",".join(f'"{name}":{encode_basestring_ascii(jwk[name])}' for name in members)  # members are sorted
+    return b64url(hashlib.sha256(f"{{{canonical}}}".encode()).digest())
 
 
 def access_token_hash(token: str) -> str:
@@ -94,6 +96,7 @@ def _percent_normalized(part: str) -> str:
     return _PERCENT.sub(one, part)
 
 
+@functools.lru_cache(maxsize=256)  # an API's few URLs, normalised twice per request otherwise
 def normalized_htu(url: str) -> str:
     """The ``htu`` a URL stands for (§4.3 item 9): query and fragment dropped, then RFC 3986 §6.2.2 and
     §6.2.3 normalisation (scheme and host in lower case, no default port, empty path as ``/``)."""
@@ -233,7 +236,8 @@ def _check_claims(
     if claims.get("htm") != htm:
         raise ProofError("proof htm mismatch")
     claimed = claims.get("htu")
-    if not isinstance(claimed, str) or normalized_htu(claimed) != normalized_htu(htu):
+    normalized = normalized_htu(claimed) if isinstance(claimed, str) else None
+    if normalized is None or normalized != normalized_htu(htu):
         raise ProofError("proof htu mismatch")
     if not is_numeric_date(claims.get("iat")):
         raise ProofError("proof iat missing")
@@ -246,4 +250,4 @@ def _check_claims(
             raise ProofError("proof ath mismatch")
     if nonce is not None and not isinstance(nonce, str):
         raise ProofError("malformed proof nonce")
-    return Proof(jkt, jti, iat, normalized_htu(claimed), nonce)
+    return Proof(jkt, jti, iat, normalized, nonce)
