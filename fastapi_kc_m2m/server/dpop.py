@@ -105,6 +105,7 @@ class ProofChecker:
             raise UseDPoPNonce(self._nonce(now))
         if not hmac.compare_digest(proof.jkt.encode(), jkt.encode()):
             raise InvalidDPoPProof("DPoP proof key does not match the token")
+        # As long as the proof would be accepted (§11.1), plus the ahead window for replicas' clocks.
         ttl = proof.iat + self._max_age - now + self._max_ahead
         if not await self._store.put_if_absent(replay_key(proof.jti, proof.htu), {}, max(ttl, 1.0)):
             raise InvalidDPoPProof(_REPLAYED)
