@@ -16,6 +16,7 @@ from ..errors import InvalidToken
 _FORBIDDEN_HEADER_MEMBERS = frozenset({"crit", "b64", "jku", "jwk", "x5u", "x5c"})
 _HEADER_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
 _PAYLOAD_TYPES = frozenset({"bearer"})
+_BOUND_TYPES = frozenset({"dpop"})  # Keycloak 26.4+: a DPoP-bound token's payload typ
 # Base64, base64url, UUIDs and thumbprints fit; "..", quotes, spaces and shell or SQL syntax do not.
 _KID = re.compile(r"[A-Za-z0-9._~+/=:-]{1,256}")
 _MAX_TIME = 2.0**53  # beyond any real date; rejects 1e30 and friends
@@ -62,17 +63,33 @@ def check_times(claims: Mapping[str, Any], now: float, skew: float) -> None:
             raise InvalidToken("token not valid yet")
 
 
-def check_type(claims: Mapping[str, Any]) -> None:
-    """Keycloak's payload ``typ`` is required and must be ``Bearer`` (RFC 8725 §3.11-3.12): untyped JWTs
-    (a JARM response), ID, refresh, logout and DPoP-bound tokens are refused.
+def check_type(claims: Mapping[str, Any]) -> str | None:
+    """Keycloak's payload ``typ`` is required and must be ``Bearer``, or ``DPoP`` for a DPoP-bound token
+    (RFC 8725 §3.11-3.12): untyped JWTs (a JARM response), ID, refresh and logout tokens are refused.
 
-    A ``cnf`` claim (RFC 7800, RFC 8705 §3.1, RFC 9449 §6) binds the token to a key this server
-    cannot check, so such tokens are refused too.
+    Returns the token's DPoP binding (:func:`confirmation_key`); ``typ`` ``DPoP`` counts only with one.
     """
-    if not _is_one_of(claims.get("typ"), _PAYLOAD_TYPES):
+    typ = claims.get("typ")
+    jkt = confirmation_key(claims)
+    if not _is_one_of(typ, _PAYLOAD_TYPES) and not (jkt is not None and _is_one_of(typ, _BOUND_TYPES)):
         raise InvalidToken("not an access token")
-    if "cnf" in claims:
+    return jkt
+
+
+def confirmation_key(claims: Mapping[str, Any]) -> str | None:
+    """The ``cnf.jkt`` (RFC 9449 §6.1) a token is bound to, None for an unbound token.
+
+    Unknown ``cnf`` members (Keycloak 26.7's ``kc-jkt-type``) are ignored (RFC 7800 §3.1); a ``cnf``
+    without a ``jkt`` string binds the token to something this server cannot check (an ``x5t#S256``
+    certificate, RFC 8705 §3.1), so it is refused.
+    """
+    if "cnf" not in claims:
+        return None
+    cnf = claims["cnf"]
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    if not isinstance(jkt, str) or not jkt:
         raise InvalidToken("sender-constrained tokens are not supported")
+    return jkt
 
 
 def check_audience(claims: Mapping[str, Any], audience: str) -> None:

@@ -8,12 +8,14 @@ nothing but the proof and the request; the caller adds the replay check (§11.1,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
+from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,7 +24,7 @@ from joserfc.jws import JWSRegistry
 
 from .algorithms import EC_CURVES, RSA_ALGORITHMS, SUPPORTED_ALGORITHMS
 from .claims import is_numeric_date
-from .jwk import verification_key
+from .jwk import VerificationKey, verification_key
 from .jws import b64url, decode_segment, signature_is_valid, split_compact
 from .strictjson import loads_object
 
@@ -75,8 +77,8 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     members = _THUMBPRINT_MEMBERS.get(jwk.get("kty"))  # type: ignore[arg-type]
     if members is None or any(not isinstance(jwk.get(name), str) for name in members):
         raise ProofError("unsupported proof key")
-    canonical = json.dumps({name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True)
-    return b64url(hashlib.sha256(canonical.encode()).digest())
+    canonical = ",".join(f'"{name}":{encode_basestring_ascii(jwk[name])}' for name in members)  # members are sorted
+    return b64url(hashlib.sha256(f"{{{canonical}}}".encode()).digest())
 
 
 def access_token_hash(token: str) -> str:
@@ -94,6 +96,7 @@ def _percent_normalized(part: str) -> str:
     return _PERCENT.sub(one, part)
 
 
+@functools.lru_cache(maxsize=256)  # an API's few URLs, normalised twice per request otherwise
 def normalized_htu(url: str) -> str:
     """The ``htu`` a URL stands for (§4.3 item 9): query and fragment dropped, then RFC 3986 §6.2.2 and
     §6.2.3 normalisation (scheme and host in lower case, no default port, empty path as ``/``)."""
@@ -159,12 +162,15 @@ def check_proof(
     max_age: float,
     max_ahead: float,
     access_token: str | None = None,
+    keys: MutableMapping[str, VerificationKey] | None = None,
 ) -> Proof:
     """Every check of §4.3 on its own: a compact JWS (item 2) with ``typ`` ``dpop+jwt`` (4), an allowed
     asymmetric ``alg`` fitting the ``jwk`` (5), a public ``jwk`` (7) whose signature verifies (6), ``jti``
     (3), ``htm`` equal (8), ``htu`` equal after normalisation (9), ``iat`` inside
     ``[now - max_age, now + max_ahead]`` (11) and, for a resource request, ``ath`` the hash of
-    ``access_token`` (§7.1). Raises :class:`ProofError`."""
+    ``access_token`` (§7.1). Raises :class:`ProofError`.
+
+    ``keys`` caches imported proof keys by RFC 7638 thumbprint, so a client's steady key costs one import."""
     if len(proof) > _MAX_PROOF:
         raise ProofError("proof too large")
     try:
@@ -179,12 +185,25 @@ def check_proof(
     except ValueError:
         raise ProofError("malformed proof") from None
     alg, jwk = _check_header(header, algorithms)
-    key = verification_key(jwk, frozenset({alg}))
-    if key is None:
+    jkt = jwk_thumbprint(jwk)
+    key = _proof_key(jwk, jkt, algorithms, keys)
+    if key is None or alg not in key.algorithms:
         raise ProofError("unusable proof key")
     if not signature_is_valid(signing_input, signature, alg, key.jwk):
         raise ProofError("invalid proof signature")
-    return _check_claims(claims, jwk, htm=htm, htu=htu, window=(now - max_age, now + max_ahead), token=access_token)
+    return _check_claims(claims, jkt, htm=htm, htu=htu, window=(now - max_age, now + max_ahead), token=access_token)
+
+
+def _proof_key(
+    jwk: dict[str, Any], jkt: str, algorithms: frozenset[str], keys: MutableMapping[str, VerificationKey] | None
+) -> VerificationKey | None:
+    """The imported ``jwk`` with the allowed algorithms its type and curve fit, from ``keys`` if there."""
+    key = keys.get(jkt) if keys is not None else None
+    if key is None:
+        key = verification_key(jwk, algorithms)
+        if key is not None and keys is not None:
+            keys[jkt] = key
+    return key
 
 
 def _check_header(header: Mapping[str, Any], algorithms: frozenset[str]) -> tuple[str, dict[str, Any]]:
@@ -204,7 +223,7 @@ def _check_header(header: Mapping[str, Any], algorithms: frozenset[str]) -> tupl
 
 def _check_claims(
     claims: Mapping[str, Any],
-    jwk: Mapping[str, Any],
+    jkt: str,
     *,
     htm: str,
     htu: str,
@@ -217,7 +236,8 @@ def _check_claims(
     if claims.get("htm") != htm:
         raise ProofError("proof htm mismatch")
     claimed = claims.get("htu")
-    if not isinstance(claimed, str) or normalized_htu(claimed) != normalized_htu(htu):
+    normalized = normalized_htu(claimed) if isinstance(claimed, str) else None
+    if normalized is None or normalized != normalized_htu(htu):
         raise ProofError("proof htu mismatch")
     if not is_numeric_date(claims.get("iat")):
         raise ProofError("proof iat missing")
@@ -226,8 +246,8 @@ def _check_claims(
         raise ProofError("proof iat outside the window")
     if token is not None:
         ath = claims.get("ath")
-        if not isinstance(ath, str) or not hmac.compare_digest(ath, access_token_hash(token)):
+        if not isinstance(ath, str) or not hmac.compare_digest(ath.encode(), access_token_hash(token).encode()):
             raise ProofError("proof ath mismatch")
     if nonce is not None and not isinstance(nonce, str):
         raise ProofError("malformed proof nonce")
-    return Proof(jwk_thumbprint(jwk), jti, iat, normalized_htu(claimed), nonce)
+    return Proof(jkt, jti, iat, normalized, nonce)

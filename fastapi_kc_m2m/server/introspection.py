@@ -34,7 +34,7 @@ from .._idp.client_auth import ClientAuthentication, client_authentication, load
 from .._idp.discovery import ProviderMetadata
 from .._idp.http import FetchError, HttpLimits, read_json_object
 from .._idp.singleflight import KeyedSingleFlight
-from .._jose.claims import check_audience, check_client, check_type
+from .._jose.claims import check_audience, check_client, check_type, confirmation_key
 from ..errors import IdentityProviderUnavailable, InvalidToken
 from ..principal import ServicePrincipal
 from ..settings import KeycloakSettings
@@ -121,8 +121,10 @@ class Introspector:
         if isinstance(refusal, str):
             raise InvalidToken(refusal)
         claims = answer.get("claims")
-        principal = ServicePrincipal.from_claims(dict(claims)) if isinstance(claims, dict) else verified.principal
-        return Verification(principal, verified.digest, verified.lightweight, introspected=True, kid=verified.kid)
+        if not isinstance(claims, dict):
+            return verified._replace(introspected=True)
+        principal = ServicePrincipal.from_claims(dict(claims))
+        return verified._replace(principal=principal, introspected=True, jkt=confirmation_key(claims))
 
     @property
     def in_flight(self) -> int:
@@ -187,17 +189,22 @@ class Introspector:
             raise _Failure("answer without a boolean active")
         if not verified.lightweight:
             return {}
-        return self._lightweight_claims(answer, verified.principal)
+        return self._lightweight_claims(answer, verified)
 
-    def _lightweight_claims(self, answer: Mapping[str, Any], verified: ServicePrincipal) -> StoreValue:
+    def _lightweight_claims(self, answer: Mapping[str, Any], verification: Verification) -> StoreValue:
         """A lightweight token's claims from the answer; ``iss`` and ``exp`` stay the verified token's,
-        an answer without ``typ`` (RFC 7662 §2.2 has none) keeps the token's, and the type, audience and
-        client rules apply to the answer."""
+        an answer without ``typ`` or ``cnf`` (RFC 7662 §2.2 has neither) keeps the token's, and the type,
+        binding, audience and client rules apply to the answer: its ``cnf.jkt`` (with ``token_type``
+        ``DPoP``) binds the token (RFC 9449 §6.2), and must be the token's own when it has one."""
+        verified = verification.principal
         if answer.get("iss") != verified.issuer:
             raise _Failure("answer names another issuer")
-        claims = {"typ": verified.claims.get("typ"), **answer, "iss": verified.issuer, "exp": verified.expires_at}
+        kept = {name: verified.claims[name] for name in ("typ", "cnf") if name in verified.claims}
+        claims = {**kept, **answer, "iss": verified.issuer, "exp": verified.expires_at}
         try:
-            check_type(claims)
+            jkt = check_type(claims)
+            if verification.jkt is not None and jkt != verification.jkt:
+                raise InvalidToken("token binding mismatch")
             check_audience(claims, self._settings.audience)
             check_client(claims, self._settings.allowed_clients)
         except InvalidToken as refusal:

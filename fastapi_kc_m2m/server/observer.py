@@ -37,6 +37,10 @@ class Observer:
         """An introspection call (RFC 7662) ended: ``result`` is ``active``, ``inactive`` or the
         reason it failed."""
 
+    def dpop_proof(self, outcome: str, reason: str) -> None:
+        """A DPoP proof (RFC 9449) was checked: ``outcome`` is ``accepted`` or ``refused``, ``reason``
+        a fixed phrase."""
+
     def misconfigured(self, message: str) -> None:
         """A set-up mistake was found while serving; ``message`` says what to change."""
 
@@ -72,6 +76,9 @@ class LoggingObserver(Observer):
     def introspected(self, issuer: str, result: str, seconds: float) -> None:
         if result not in ("active", "inactive"):
             logger.warning("introspection at %s failed (%s); refusing with 503", issuer, result)
+
+    def dpop_proof(self, outcome: str, reason: str) -> None:
+        logger.debug("DPoP proof %s: %s", outcome, reason)
 
     def misconfigured(self, message: str) -> None:
         logger.error("%s", message)

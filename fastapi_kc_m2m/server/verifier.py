@@ -27,6 +27,7 @@ from ..principal import ServicePrincipal
 from ..settings import KeycloakSettings
 from .cache import TokenCache, bounded_put
 from .context import RequestContext, Verification
+from .dpop import ProofChecker
 from .introspection import Introspector
 from .keyset import KeySet
 from .observer import LoggingObserver, Observer
@@ -36,6 +37,8 @@ __all__ = ["TokenVerifier"]
 
 # Distinct JOSE headers remembered after passing the header rules: one per signing key in practice.
 _HEADER_CACHE_SIZE = 64
+# Proofs remembered against replay (RFC 9449 §11.1) when no store is given: at most this many.
+REPLAY_STORE_SIZE = 100_000
 _MALFORMED = "malformed token"
 
 
@@ -49,8 +52,8 @@ class TokenVerifier:
         async with TokenVerifier(KeycloakSettings(server_url=..., realm=..., audience="orders")) as verifier:
             principal = await verifier.verify(token)
 
-    ``store`` keeps introspection answers (default: in this process); ``observer`` receives what happens
-    (default: :class:`~.observer.LoggingObserver`).
+    ``store`` keeps introspection answers and the DPoP proofs seen (default: in this process, apart and
+    bounded); ``observer`` receives what happens (default: :class:`~.observer.LoggingObserver`).
     """
 
     def __init__(
@@ -69,7 +72,11 @@ class TokenVerifier:
         self._transport = transport
         self._clock = clock
         self._observer = observer or LoggingObserver()
-        self._store = store or MemoryStore(self.settings.introspection_cache_size, clock)
+        # ``is None``, not ``or``: an empty MemoryStore is falsy.
+        self._store = MemoryStore(self.settings.introspection_cache_size, clock) if store is None else store
+        replay_store = MemoryStore(REPLAY_STORE_SIZE, clock) if store is None else store
+        self._dpop = ProofChecker(self.settings, clock, replay_store, self._observer)
+        self._dpop_off = self.settings.dpop == "off"
         self._cache: TokenCache[Verification] = TokenCache(self.settings.token_cache_size, clock)
         self._introspect_all = self.settings.introspection == "always"
         self._lightweight = self.settings.lightweight_tokens
@@ -186,7 +193,11 @@ class TokenVerifier:
         policy is ``always``, or it is a lightweight token; ``introspect=True`` with introspection off is
         a set-up mistake, refused with :class:`~.errors.IdentityProviderUnavailable` and reported.
 
-        Raises :class:`~.errors.InvalidToken` for every token fault (an inactive token included) and
+        The DPoP side (RFC 9449 §7: scheme, proof, binding, nonce, replay) is checked on every request,
+        a cached token's too (:mod:`.dpop`).
+
+        Raises :class:`~.errors.InvalidToken` for every token fault (an inactive token included),
+        :class:`~.errors.InvalidDPoPProof` and :class:`~.errors.UseDPoPNonce` for proof faults, and
         :class:`~.errors.IdentityProviderUnavailable` when no usable keys or introspection answer can
         be had.
         """
@@ -205,7 +216,10 @@ class TokenVerifier:
             else:
                 self._observer.token_accepted(verification, cached=True)
             if introspect or self._may_introspect:
-                return await self._introspected(token, verification, introspect)
+                verification = await self._introspected(token, verification, introspect)
+            jkt = self._dpop.bound_key(context, verification.jkt)
+            if jkt is not None:
+                await self._dpop.check(context, jkt)
         except AuthError as error:
             self._observer.token_refused(error)
             raise
@@ -231,6 +245,10 @@ class TokenVerifier:
             return await self._introspector.check(token, verification)
         return verification
 
+    def dpop_nonce(self) -> str | None:
+        """The current DPoP server nonce (RFC 9449 §8) for a ``DPoP-Nonce`` header; None when nonces are off."""
+        return self._dpop.nonce()
+
     def _check_header(self, segment: bytes) -> tuple[str, str | None]:
         """``(alg, kid)`` of a header segment; Keycloak reuses one header per key, so it is cached."""
         checked = self._headers.get(segment)
@@ -249,7 +267,9 @@ class TokenVerifier:
             raise InvalidToken(_MALFORMED) from None
         key_set = None
         try:
-            check_type(claims)
+            jkt = check_type(claims)
+            if jkt is not None and self._dpop_off:
+                raise InvalidToken("sender-constrained tokens are not supported")
             issuer = claims.get("iss")
             key_set = self._key_sets.get(issuer) if isinstance(issuer, str) else None
             if key_set is None:
@@ -269,7 +289,7 @@ class TokenVerifier:
             error.issuer = key_set.issuer if key_set is not None else None
             error.client_id = calling_client(claims)
             raise
-        return Verification(ServicePrincipal.from_claims(claims), digest, lightweight, kid=kid)
+        return Verification(ServicePrincipal.from_claims(claims), digest, lightweight, kid=kid, jkt=jkt)
 
     def _forget_keys(self, issuer: str, kids: frozenset[str | None]) -> None:
         """Drop cached verifications by keys ``issuer`` no longer publishes; a token without ``kid``

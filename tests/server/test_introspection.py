@@ -28,6 +28,9 @@ from fastapi_kc_m2m import (
 )
 from fastapi_kc_m2m._idp.client_auth import ClientSecretBasic
 from fastapi_kc_m2m._idp.singleflight import KeyedSingleFlight
+from fastapi_kc_m2m._jose.dpop import access_token_hash, make_proof
+from fastapi_kc_m2m.errors import InvalidDPoPProof
+from fastapi_kc_m2m.server.context import RequestContext
 from fastapi_kc_m2m.server.store import MemoryStore
 from fastapi_kc_m2m.testing import OMIT, FrozenClock, TestIssuer, generate_key
 from tests.helpers import Gate, bearer
@@ -581,6 +584,54 @@ async def test_lightweight_principal_keeps_the_verified_exp(issuer: TestIssuer) 
     async with answering(issuer, json.dumps(forged).encode(), lightweight_tokens=True) as auth:
         principal = await auth.verify(token)
     assert principal.expires_at == issuer.introspection_answer(token, issuer.audience)["exp"]
+
+
+# ------------------------------------------------------------------ DPoP-bound lightweight tokens (RFC 9449 §6.2)
+def dpop_request(token: str, key: Any, now: float) -> RequestContext:
+    proof = make_proof(key, htm="GET", htu="https://api.example/", iat=now, ath=access_token_hash(token))
+    return RequestContext(token, "DPoP", "GET", "https://api.example/", proof)
+
+
+async def test_lightweight_dpop_token_is_bound_through_the_answer(issuer: TestIssuer) -> None:
+    key = generate_key("ES256")
+    token = issuer.token(lightweight=True)  # the answer alone carries the binding
+    bound = {"typ": "DPoP", "token_type": "DPoP", "cnf": {"jkt": key.thumbprint(), "kc-jkt-type": "DPoP"}}
+    answer = issuer.introspection_answer(token, issuer.audience) | bound
+    async with answering(issuer, json.dumps(answer).encode(), introspection="off", lightweight_tokens=True) as auth:
+        with pytest.raises(InvalidToken, match="presented as Bearer"):
+            await auth.verify(token)
+        verification = await auth.authenticate(dpop_request(token, key, issuer.clock()))
+        assert (verification.jkt, verification.introspected) == (key.thumbprint(), True)
+        with pytest.raises(InvalidDPoPProof, match="does not match"):
+            await auth.authenticate(dpop_request(token, generate_key("ES256"), issuer.clock()))
+
+
+async def test_an_introspected_full_token_keeps_its_binding(issuer: TestIssuer) -> None:
+    key = generate_key("ES256")
+    token = issuer.token(typ="DPoP", cnf={"jkt": key.thumbprint()})
+    async with introspecting(issuer) as auth:
+        verification = await auth.authenticate(dpop_request(token, key, issuer.clock()))
+        assert (verification.jkt, verification.introspected) == (key.thumbprint(), True)
+        with pytest.raises(InvalidToken, match="presented as Bearer"):
+            await auth.verify(token)
+
+
+async def test_lightweight_token_keeps_its_own_binding(issuer: TestIssuer) -> None:
+    key = generate_key("ES256")
+    token = issuer.token(lightweight=True, typ="DPoP", cnf={"jkt": key.thumbprint()})
+    async with introspecting(issuer, introspection="off", lightweight_tokens=True) as auth:
+        assert (await auth.authenticate(dpop_request(token, key, issuer.clock()))).jkt == key.thumbprint()
+    answer = issuer.introspection_answer(token, issuer.audience) | {"cnf": {"jkt": "another-key"}}
+    async with answering(issuer, json.dumps(answer).encode(), introspection="off", lightweight_tokens=True) as auth:
+        with pytest.raises(InvalidToken, match="token binding mismatch"):
+            await auth.authenticate(dpop_request(token, key, issuer.clock()))
+
+
+async def test_an_empty_store_given_is_the_one_used(issuer: TestIssuer, clock: FrozenClock) -> None:
+    store = MemoryStore(10, clock)
+    async with issuer.auth(store=store, introspection="always", client_secret=SECRET) as auth:
+        await auth.verify(issuer.token())
+    assert len(store) == 1
 
 
 # ------------------------------------------------------------------ Keycloak 26.6.2+: the introspecting client in aud
