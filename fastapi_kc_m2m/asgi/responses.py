@@ -6,9 +6,9 @@ for a request without credentials (RFC 6750 §3.1: no error information then).
 
 With DPoP on (RFC 9449 §7.1) a request without credentials is offered both schemes in one header
 value, ``Bearer realm="…", DPoP algs="…"`` (``DPoP algs="…"`` alone when DPoP is required); a refusal
-of a DPoP-scheme request, of a proof (``invalid_dpop_proof``, ``use_dpop_nonce`` plus the
-``DPoP-Nonce`` header, §8) or of anything while DPoP is required is challenged ``DPoP error="…",
-error_description="…", algs="…"``; other refusals keep the ``Bearer`` challenge.
+of a DPoP-scheme request (its proof's ``invalid_dpop_proof``, ``use_dpop_nonce`` with the
+``DPoP-Nonce`` header of §8, any other error) or of anything while DPoP is required is challenged
+``DPoP error="…", error_description="…", algs="…"``; other refusals keep the ``Bearer`` challenge.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from ..errors import (
     AuthError,
     IdentityProviderUnavailable,
     InsufficientScope,
-    InvalidDPoPProof,
     MissingCredentials,
     UseDPoPNonce,
 )
@@ -122,7 +121,7 @@ def _challenge(error: AuthError, realm: str | None, scheme: str, dpop: DPoPOffer
     if dpop is None:
         return bearer
     offer = _format(DPOP, {**parameters, "algs": dpop.algs})
-    if dpop.required or scheme == DPOP or isinstance(error, InvalidDPoPProof | UseDPoPNonce):
+    if dpop.required or scheme == DPOP:
         return offer
     return f"{bearer}, {offer}" if isinstance(error, MissingCredentials) else bearer
 

@@ -301,4 +301,3 @@ async def test_cors_preflight_allowing_dpop_passes_and_refusals_expose_the_nonce
     assert refused.headers["dpop-nonce"] == "n-1"
     assert refused.headers["access-control-allow-origin"] == "http://app.test"
     assert refused.headers["access-control-expose-headers"] == "WWW-Authenticate, DPoP-Nonce"
-
