@@ -22,13 +22,7 @@ from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
-from ..errors import (
-    AuthError,
-    IdentityProviderUnavailable,
-    InsufficientScope,
-    MissingCredentials,
-    UseDPoPNonce,
-)
+from ..errors import AuthError, IdentityProviderUnavailable, InsufficientScope, MissingCredentials, UseDPoPNonce
 from ..settings import KeycloakSettings
 from .bearer import BEARER, DPOP, presented_scheme
 from .state import find_auth

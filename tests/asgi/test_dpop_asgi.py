@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from fastapi_kc_m2m import AuthError, KeycloakAuth, KeycloakAuthMiddleware, Principal
 from fastapi_kc_m2m.asgi.credentials import request_context
@@ -42,6 +44,12 @@ def build_app(auth: KeycloakAuth, *, middleware: bool = True) -> FastAPI:
     @app.api_route("/orders", methods=["GET", "POST"])
     async def orders(caller: Principal) -> dict[str, str]:
         return {"client": caller.client_id}
+
+    @app.websocket("/ws")
+    async def echo(websocket: WebSocket, caller: Principal) -> None:
+        await websocket.accept()
+        await websocket.send_text(caller.client_id)
+        await websocket.close()
 
     @app.get("/a b/c")
     async def spaced(request: Request) -> dict[str, str]:
@@ -156,6 +164,26 @@ def test_a_websocket_handshake_is_an_http_get(issuer: TestIssuer, scheme: str, h
     scope = {"type": "websocket", "scheme": scheme, "path": "/svc/ws", "root_path": "/svc", "headers": headers}
     context = request_context({**scope, "query_string": b""}, issuer.settings())
     assert context == RequestContext("abc", "DPoP", "GET", htu, PROOF)
+
+
+@pytest.mark.parametrize("middleware", [True, False])
+async def test_a_websocket_handshake_through_uvicorn(
+    monkeypatch: pytest.MonkeyPatch, serve: Any, issuer: TestIssuer, middleware: bool
+) -> None:
+    auth = issuer.auth()
+    capture = Capture(auth, monkeypatch)
+    token = issuer.token()
+    with serve(build_app(auth, middleware=middleware)) as host:
+        async with connect(f"ws://{host}/ws", additional_headers=dpop(token)) as ws:
+            assert await ws.recv() == "machine-a"
+        capture.refusal = UseDPoPNonce("n-2")
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"ws://{host}/ws", additional_headers=dpop(token)):
+                pass
+    assert capture.contexts[0] == RequestContext(token, "DPoP", "GET", f"http://{host}/ws", PROOF)
+    assert refused.value.response.status_code == 401
+    assert refused.value.response.headers["DPoP-Nonce"] == "n-2"
+    assert refused.value.response.headers["WWW-Authenticate"].startswith('DPoP error="use_dpop_nonce"')
 
 
 @pytest.mark.parametrize(
