@@ -21,6 +21,10 @@ from starlette.types import ASGIApp
 from fastapi_kc_m2m._jose.dpop import Proof, ProofError, check_proof
 
 API_URL = "http://api.test"
+#: ``algs`` of the DPoP challenge with the default KC_M2M_DPOP_ALGORITHMS (RFC 9449 §7.1).
+DPOP_ALGS = 'algs="ES256 ES384 ES512 EdDSA PS256 PS384 PS512 RS256 RS384 RS512"'
+#: The challenges a request without credentials gets by default (KC_M2M_DPOP=allowed): both schemes.
+NO_CREDENTIALS_CHALLENGE = f'Bearer realm="machine-b", DPoP {DPOP_ALGS}'
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -23,8 +23,7 @@ from starlette.requests import HTTPConnection
 
 from ..errors import InsufficientScope, MissingCredentials
 from ..principal import ServicePrincipal
-from ..server.context import RequestContext
-from .bearer import bearer_token
+from .credentials import request_context
 from .middleware import ServiceUser
 from .state import keycloak_auth
 
@@ -81,11 +80,11 @@ async def _service_user(connection: HTTPConnection) -> ServiceUser:
     user = connection.scope.get("user")
     if isinstance(user, ServiceUser):
         return user
-    token = bearer_token(connection.scope)
-    if token is None:
+    auth = keycloak_auth(connection.scope)
+    context = request_context(connection.scope, auth.settings)
+    if context is None:
         raise MissingCredentials()
-    context = RequestContext(token, method=connection.scope.get("method"))
-    verification = await keycloak_auth(connection.scope).authenticate(context)
+    verification = await auth.authenticate(context)
     user = ServiceUser(verification.principal, context=context, verification=verification)
     connection.scope["user"] = user
     return user

@@ -1,6 +1,7 @@
 """``KeycloakAuthMiddleware``: a pure ASGI middleware that lets only verified machine callers through.
 
-For HTTP requests and WebSocket handshakes it extracts the bearer token (RFC 6750 §2.1), verifies it
+For HTTP requests and WebSocket handshakes it extracts the access token (RFC 6750 §2.1; with its
+proof for the DPoP scheme, RFC 9449 §7.1), verifies it
 with :class:`~..server.verifier.TokenVerifier` and sets ``scope["user"]`` (a :class:`ServiceUser`) and
 ``scope["auth"]`` (Starlette ``AuthCredentials`` holding the token's scopes), so ``request.user``,
 ``request.auth.scopes`` and ``starlette.authentication.requires`` work. Refusals follow RFC 6750 §3.
@@ -22,8 +23,9 @@ from ..errors import AuthError, InvalidRequest, MissingCredentials
 from ..principal import ServicePrincipal
 from ..server.context import RequestContext, Verification
 from ..server.verifier import TokenVerifier
-from .bearer import bearer_token, has_token_parameter
-from .responses import send_refusal
+from .bearer import has_token_parameter
+from .credentials import request_context
+from .responses import dpop_offer, send_refusal
 from .state import STATE_KEY
 
 __all__ = ["KeycloakAuthMiddleware", "ServiceUser"]
@@ -87,6 +89,7 @@ class KeycloakAuthMiddleware:
         self.app = app
         self.auth = auth
         self._realm = auth.settings.audience
+        self._dpop = dpop_offer(auth.settings)
         self._paths = frozenset(exclude_paths)
         self._prefixes = tuple(prefix.rstrip("/") for prefix in exclude_prefixes)
         self._methods = frozenset(method.upper() for method in exclude_methods)
@@ -107,17 +110,16 @@ class KeycloakAuthMiddleware:
         except AuthError as error:  # raised here or by a dependency
             if sent.started and not sent.accepted:
                 raise  # a second response start would break the ASGI protocol: the server handles it
-            await send_refusal(scope, receive, send, error, self._realm, accepted=sent.accepted)
+            await send_refusal(scope, receive, send, error, self._realm, accepted=sent.accepted, dpop=self._dpop)
 
     async def _authenticate(self, scope: Scope, receive: Receive) -> Receive:
         """Set the user of ``scope``; return ``receive``, replaying any body read to inspect it."""
-        token = bearer_token(scope)
-        if token is None:
+        context = request_context(scope, self.auth.settings)
+        if context is None:
             if not self._allow_anonymous:
                 raise MissingCredentials()
             _set_anonymous(scope)
             return receive
-        context = RequestContext(token, method=scope.get("method"))
         verification = await self.auth.authenticate(context)  # before the body: bad tokens cost no read
         if scope.get("method", "GET") not in _NO_FORM_BODY and _is_form(scope):
             receive = await _reject_form_token(receive)

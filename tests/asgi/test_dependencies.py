@@ -26,7 +26,7 @@ from fastapi_kc_m2m import (
     require_scope,
 )
 from fastapi_kc_m2m.testing import TestIssuer
-from tests.helpers import api_client, bearer
+from tests.helpers import NO_CREDENTIALS_CHALLENGE, api_client, bearer
 
 pytestmark = pytest.mark.anyio
 
@@ -108,7 +108,7 @@ async def test_principal_is_the_verified_caller(client: httpx.AsyncClient, issue
 async def test_principal_requires_credentials(client: httpx.AsyncClient, issuer: TestIssuer) -> None:
     response = await client.get("/whoami")
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == 'Bearer realm="machine-b"'
+    assert response.headers["www-authenticate"] == NO_CREDENTIALS_CHALLENGE
     refused = await client.get("/whoami", headers=bearer(issuer.bad_tokens()["tampered"]))
     assert refused.status_code == 401
     assert refused.json()["error"] == "invalid_token"

@@ -20,7 +20,7 @@ from fastapi_kc_m2m.asgi.responses import refusal
 from fastapi_kc_m2m.errors import InvalidToken
 from fastapi_kc_m2m.server.context import RequestContext
 from fastapi_kc_m2m.testing import TestIssuer
-from tests.helpers import api_client, bearer
+from tests.helpers import NO_CREDENTIALS_CHALLENGE, api_client, bearer
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +68,7 @@ def assert_refused(response: httpx.Response, status: int, error: str | None) -> 
     assert set(body) <= {"error", "error_description"}
     challenge = response.headers["www-authenticate"]
     if error is None:
-        assert challenge == f"Bearer {REALM}"
+        assert challenge == NO_CREDENTIALS_CHALLENGE
     else:
         assert challenge.startswith(f'Bearer {REALM}, error="{error}", error_description="')
         assert f'error_description="{body["error_description"]}"' in challenge

@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from fastapi_kc_m2m import AuthError, KeycloakAuth, KeycloakAuthMiddleware, Principal, auth_error_handler, require_scope
 from fastapi_kc_m2m.errors import InvalidToken
 from fastapi_kc_m2m.testing import TestIssuer
+from tests.helpers import NO_CREDENTIALS_CHALLENGE
 
 pytestmark = pytest.mark.anyio
 
@@ -65,7 +66,7 @@ async def test_valid_token_is_accepted(url: str, issuer: TestIssuer) -> None:
 async def test_missing_token_is_refused_with_401_challenge(url: str) -> None:
     response = await refusal(f"{url}/ws", {})
     assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"] == 'Bearer realm="machine-b"'
+    assert response.headers["WWW-Authenticate"] == NO_CREDENTIALS_CHALLENGE
 
 
 async def test_invalid_token_is_refused(url: str, issuer: TestIssuer) -> None:

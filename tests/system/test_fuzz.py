@@ -34,13 +34,18 @@ REALM = "machine-b"
 PATHS = ("/open", "/scoped")
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 TOKEN_CHARACTERS = B64URL + ".=+/~ \t,"
-CHALLENGE = re.compile(
-    rf'Bearer realm="{REALM}"'
-    r'(?:, error="(?P<error>invalid_request|invalid_token|insufficient_scope)"'
+CHALLENGE = re.compile(  # Bearer (RFC 6750 §3) or DPoP (RFC 9449 §7.1), both when no credentials came
+    rf'(?:Bearer realm="{REALM}"|DPoP)'
+    r'(?:,? error="(?P<error>invalid_request|invalid_token|insufficient_scope|invalid_dpop_proof)"'
     r', error_description="(?P<description>[\x20\x21\x23-\x5b\x5d-\x7e]+)"'
     r'(?:, scope="(?P<scope>[^"\\]+)")?)?'
+    r'(?:, (?:DPoP )?algs="[A-Za-z0-9 ]+")?'
 )
-ERROR_OF_STATUS = {400: {"invalid_request"}, 401: {None, "invalid_token"}, 403: {"insufficient_scope"}}
+ERROR_OF_STATUS = {
+    400: {"invalid_request"},
+    401: {None, "invalid_token", "invalid_dpop_proof"},
+    403: {"insufficient_scope"},
+}
 LEAKABLE = re.compile(rb"[A-Za-z0-9_-]{16,}")  # runs of token characters long enough to be recognisable
 
 Headers = list[tuple[bytes, bytes]]
