@@ -366,13 +366,6 @@ def test_introspection_keeps_the_binding(server: AuthServer) -> None:
     assert answer["cnf"]["jkt"] == jwk_thumbprint(key.as_dict(private=False))
 
 
-# Machine B accepting DPoP and ClientCredentialsAuth(dpop=True) are built on other branches: these run
-# now and must fail until both are merged (strict), then lose their marker.
-NEEDS_DPOP_SERVER = pytest.mark.xfail(strict=True, reason="Machine B's DPoP support is merged separately")
-NEEDS_DPOP_CLIENT = pytest.mark.xfail(strict=True, reason="ClientCredentialsAuth(dpop=True) is merged separately")
-
-
-@NEEDS_DPOP_SERVER
 async def test_machine_b_accepts_a_bound_token_and_refuses_stolen_downgraded_and_replayed(
     dpop_server: AuthServer,
 ) -> None:
@@ -394,8 +387,6 @@ async def test_machine_b_accepts_a_bound_token_and_refuses_stolen_downgraded_and
         assert (await client.get(f"{url}/orders", headers=bearer(token))).status_code == 401  # downgraded
 
 
-@NEEDS_DPOP_SERVER
-@NEEDS_DPOP_CLIENT
 async def test_machine_a_with_dpop_calls_machine_b(dpop_server: AuthServer) -> None:
     machine_a = ClientCredentialsAuth(
         "reporting", issuer=dpop_server.issuer, client_secret="reporting-secret", scope=READ, dpop=True

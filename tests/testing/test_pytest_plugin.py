@@ -68,8 +68,14 @@ async def test_dpop(kc_auth, kc_dpop):
     )
     assert checked.jkt == kc_dpop.jkt
     assert kc_dpop.proof("GET", "http://api/orders") != kc_dpop.proof("GET", "http://api/orders")  # fresh jti
-    # a bound token presented as Bearer is refused (RFC 9449 §7.2), with or without DPoP support
-    assert (await get(create_app(kc_auth), token)).status_code == 401
+    # a bound token presented as Bearer is refused (RFC 9449 §7.2); with its proof it passes
+    app = create_app(kc_auth)
+    assert (await get(app, token)).status_code == 401
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+        allowed = await client.get("/orders", headers=kc_dpop.headers("GET", "http://api/orders", token))
+        stale = kc_dpop.issuer.bad_proofs(kc_dpop.key, token, "GET", "http://api/orders")["stale_iat"]
+        refused = await client.get("/orders", headers={"Authorization": f"DPoP {token}", "DPoP": stale})
+    assert (allowed.status_code, allowed.json(), refused.status_code) == (200, {"client": "billing"}, 401)
 
 
 @pytest.fixture
