@@ -25,8 +25,7 @@ from joserfc.jws import JWSRegistry
 from .algorithms import EC_CURVES, RSA_ALGORITHMS, SUPPORTED_ALGORITHMS
 from .claims import is_numeric_date
 from .jwk import VerificationKey, verification_key
-from .jws import b64url, decode_segment, signature_is_valid, split_compact
-from .strictjson import loads_object
+from .jws import b64url, parse, signature_is_valid
 
 __all__ = [
     "PROOF_TYPE",
@@ -174,14 +173,7 @@ def check_proof(
     if len(proof) > _MAX_PROOF:
         raise ProofError("proof too large")
     try:
-        header_segment, payload_segment, signing_input, signature_segment = split_compact(proof)
-        if len(header_segment) > _MAX_HEADER_SEGMENT:
-            raise ProofError("proof header too large")
-        header = loads_object(decode_segment(header_segment))
-        claims = loads_object(decode_segment(payload_segment))
-        signature = decode_segment(signature_segment)
-    except ProofError:
-        raise
+        header, claims, signing_input, signature = parse(proof, max_header=_MAX_HEADER_SEGMENT)
     except ValueError:
         raise ProofError("malformed proof") from None
     alg, jwk = _check_header(header, algorithms)

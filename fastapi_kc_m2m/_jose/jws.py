@@ -68,9 +68,12 @@ class CompactJWS(NamedTuple):
     signature: bytes
 
 
-def parse(token: str | bytes) -> CompactJWS:
-    """Header and payload objects, signing input and decoded signature of a compact JWS (RFC 7515 §5.2)."""
+def parse(token: str | bytes, *, max_header: int | None = None) -> CompactJWS:
+    """Header and payload objects, signing input and decoded signature of a compact JWS (RFC 7515 §5.2);
+    a header segment longer than ``max_header`` is refused before it is decoded."""
     header, payload, signing_input, signature = split_compact(token)
+    if max_header is not None and len(header) > max_header:
+        raise ValueError("header too large")
     return CompactJWS(
         loads_object(decode_segment(header)),
         loads_object(decode_segment(payload)),

@@ -24,8 +24,7 @@ from starlette.requests import HTTPConnection
 from ..errors import InsufficientScope, MissingCredentials
 from ..principal import ServicePrincipal
 from .credentials import request_context
-from .middleware import ServiceUser
-from .state import keycloak_auth
+from .state import ServiceUser, keycloak_auth
 
 __all__ = [
     "SCHEME_NAME",

@@ -15,55 +15,24 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from fastapi import FastAPI
 from starlette._utils import get_route_path
-from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
+from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import AuthError, InvalidRequest, MissingCredentials
-from ..principal import ServicePrincipal
-from ..server.context import RequestContext, Verification
 from ..server.verifier import TokenVerifier
 from .bearer import has_token_parameter
 from .credentials import request_context
+from .openapi import document_openapi
 from .responses import dpop_offer, send_refusal
-from .state import STATE_KEY
+from .state import STATE_KEY, ServiceUser
 
 __all__ = ["KeycloakAuthMiddleware", "ServiceUser"]
 
 _FORM = b"application/x-www-form-urlencoded"
 _FORM_SCAN_LIMIT = 65536  # larger form bodies pass unexamined: a token there is never used anyway
 _NO_FORM_BODY = frozenset({"GET", "HEAD"})  # RFC 6750 §2.2: no form-body token with GET (nor for WebSockets)
-
-
-class ServiceUser(BaseUser):
-    """The Starlette user of a verified call: ``request.user.principal`` is its :class:`ServicePrincipal`,
-    ``context`` what the request presented and ``verification`` what the verifier made of it (both set
-    by this package's middleware and dependencies)."""
-
-    __slots__ = ("context", "principal", "verification")
-
-    def __init__(
-        self,
-        principal: ServicePrincipal,
-        *,
-        context: RequestContext | None = None,
-        verification: Verification | None = None,
-    ) -> None:
-        self.principal = principal
-        self.context = context
-        self.verification = verification
-
-    @property
-    def is_authenticated(self) -> bool:
-        return True
-
-    @property
-    def display_name(self) -> str:
-        return self.principal.client_id
-
-    @property
-    def identity(self) -> str:
-        return self.principal.client_id
 
 
 class KeycloakAuthMiddleware:
@@ -89,6 +58,7 @@ class KeycloakAuthMiddleware:
         self.app = app
         self.auth = auth
         self._realm = auth.settings.audience
+        self._documented = False
         self._dpop = dpop_offer(auth.settings)
         self._paths = frozenset(exclude_paths)
         self._prefixes = tuple(prefix.rstrip("/") for prefix in exclude_prefixes)
@@ -100,6 +70,8 @@ class KeycloakAuthMiddleware:
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})[STATE_KEY] = self.auth
+        if not self._documented:
+            self._document(scope.get("app"))
         sent = _Progress(send)
         try:
             if self._excluded(scope):
@@ -111,6 +83,12 @@ class KeycloakAuthMiddleware:
             if sent.started and not sent.accepted:
                 raise  # a second response start would break the ASGI protocol: the server handles it
             await send_refusal(scope, receive, send, error, self._realm, accepted=sent.accepted, dpop=self._dpop)
+
+    def _document(self, app: object) -> None:
+        """Document the flow and refusals in the app's OpenAPI once, lifespan or not (RFC 6749 §4.4)."""
+        self._documented = True
+        if isinstance(app, FastAPI):
+            document_openapi(app, self.auth.settings)
 
     async def _authenticate(self, scope: Scope, receive: Receive) -> Receive:
         """Set the user of ``scope``; return ``receive``, replaying any body read to inspect it."""

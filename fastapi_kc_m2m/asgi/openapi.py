@@ -25,6 +25,7 @@ _BODY = {
         }
     }
 }
+_MARK = "_kc_m2m_documented"
 _CHALLENGE = {"WWW-Authenticate": {"description": "Bearer challenge (RFC 6750 §3)", "schema": {"type": "string"}}}
 
 
@@ -33,12 +34,15 @@ def document_openapi(app: FastAPI, settings: KeycloakSettings) -> None:
     later count): Keycloak's token endpoint, the scopes the routes require (so Swagger UI's "Authorize"
     obtains a real token), and the 401/403 of every protected route."""
     build = app.openapi
+    if getattr(build, _MARK, False):
+        return  # documented already (install, lifespan and middleware may each ask)
 
     def openapi() -> dict[str, Any]:
         schema = build()
         _describe(schema, iter_route_contexts(app.routes), settings)
         return schema
 
+    setattr(openapi, _MARK, True)
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
 
 

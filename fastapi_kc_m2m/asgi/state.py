@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from starlette.authentication import BaseUser
 from starlette.types import Scope
+
+from ..principal import ServicePrincipal
+from ..server.context import RequestContext, Verification
 
 if TYPE_CHECKING:
     from ..server.verifier import TokenVerifier
 
-__all__ = ["STATE_KEY", "find_auth", "keycloak_auth"]
+__all__ = ["STATE_KEY", "ServiceUser", "find_auth", "keycloak_auth"]
 
 STATE_KEY = "keycloak_auth"
 
@@ -36,3 +40,34 @@ def keycloak_auth(scope: Scope) -> TokenVerifier:
             " or use FastAPI(lifespan=auth.lifespan)"
         )
     return auth
+
+
+class ServiceUser(BaseUser):
+    """The Starlette user of a verified call: ``request.user.principal`` is its :class:`ServicePrincipal`,
+    ``context`` what the request presented and ``verification`` what the verifier made of it (both set
+    by this package's middleware and dependencies)."""
+
+    __slots__ = ("context", "principal", "verification")
+
+    def __init__(
+        self,
+        principal: ServicePrincipal,
+        *,
+        context: RequestContext | None = None,
+        verification: Verification | None = None,
+    ) -> None:
+        self.principal = principal
+        self.context = context
+        self.verification = verification
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.principal.client_id
+
+    @property
+    def identity(self) -> str:
+        return self.principal.client_id

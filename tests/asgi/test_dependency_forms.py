@@ -16,6 +16,7 @@ from mypy import api as mypy_api
 from openapi_spec_validator import validate
 
 from fastapi_kc_m2m import (
+    KeycloakAuthMiddleware,
     KeycloakResourceServer,
     Principal,
     ServicePrincipal,
@@ -259,3 +260,16 @@ def test_public_forms_type_check_and_a_misuse_does_not(tmp_path: Path) -> None:
     out, _, status = mypy_api.run(["--strict", *cache, str(tmp_path / "misused.py")])
     assert status == 1
     assert 'Incompatible default for parameter "caller"' in out
+
+
+async def test_a_middleware_only_app_documents_the_flow_without_install_or_lifespan(issuer: TestIssuer) -> None:
+    app = build_app()
+    rs = issuer.auth()
+    app.add_middleware(KeycloakAuthMiddleware, auth=rs, exclude_paths=["/openapi.json"])
+    async with rs, api_client(app) as client:
+        first = (await client.get("/openapi.json")).json()
+        second = (await client.get("/openapi.json")).json()
+    flow = first["components"]["securitySchemes"][SCHEME]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == f"{issuer.issuer}/protocol/openid-connect/token"
+    assert sorted(flow["scopes"]) == ["a", "b", "c"]
+    assert first == second  # documented once, however often asked

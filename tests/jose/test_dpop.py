@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from joserfc.jwk import RSAKey
 from joserfc.jws import JWSRegistry
 
 from fastapi_kc_m2m._jose import dpop
@@ -212,3 +213,12 @@ def test_a_steady_key_is_imported_once(monkeypatch: pytest.MonkeyPatch) -> None:
         checked(forged(claims={"jti": jti}), keys=keys)
     assert (imports, list(keys)) == (["EC"], [KEY.thumbprint()])
     refused_with("unusable proof key", forged({"alg": "ES384"}), keys=keys)  # the cached key keeps its algorithms
+
+
+def test_the_header_limit_admits_rsa_keys_and_stops_padding() -> None:
+    """An RSA 4096 jwk makes a header far over joserfc's 512 bytes: admitted deliberately; padding is not."""
+    rsa = RSAKey.generate_key(4096)
+    big = make_proof(rsa, htm="GET", htu=HTU, iat=NOW, ath=access_token_hash(TOKEN), algorithm="PS256")
+    assert len(big.split(".")[0]) > 1000
+    assert checked(big).jkt == rsa.thumbprint()
+    refused_with("malformed proof", forged(header={"padding": "x" * 2000}))

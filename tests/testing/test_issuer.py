@@ -215,7 +215,7 @@ BAD_PROOFS = {
     "wrong_typ": "not a DPoP proof",
     "alg_none": "malformed proof|proof algorithm not allowed",  # an empty signature: malformed already
     "hs256": "proof algorithm not allowed",
-    "private_key_in_jwk": "proof key must be a public JWK|proof header too large",  # RSA: too large already
+    "private_key_in_jwk": "proof key must be a public JWK|malformed proof",  # RSA: the header is too large already
     "bad_signature": "invalid proof signature",
     "wrong_htm": "proof htm mismatch",
     "wrong_htu": "proof htu mismatch",
