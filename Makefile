@@ -21,3 +21,4 @@ bench:
 	.venv/bin/python benchmarks/e2e.py
 	.venv/bin/python benchmarks/introspection.py
 	.venv/bin/python benchmarks/memory.py
+	.venv/bin/python benchmarks/dpop.py

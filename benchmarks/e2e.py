@@ -54,14 +54,17 @@ def free_port() -> int:
         return port
 
 
-def start_server(protected: bool, issuer: TestIssuer) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(
+    protected: bool, issuer: TestIssuer, app: str = "e2e:create_app"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """uvicorn serving the factory ``app`` (from this folder); ``BENCH_PROTECTED`` tells it which variant."""
     port = free_port()
     env = os.environ | {
         "BENCH_PROTECTED": "1" if protected else "0",
         "KC_M2M_ISSUERS": issuer.issuer,
         "KC_M2M_AUDIENCE": issuer.audience,
     }
-    command = [sys.executable, "-m", "uvicorn", "e2e:create_app", "--factory", "--app-dir", str(Path(__file__).parent)]
+    command = [sys.executable, "-m", "uvicorn", app, "--factory", "--app-dir", str(Path(__file__).parent)]
     command += [
         "--host",
         "127.0.0.1",

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from fastapi_kc_m2m._jose.dpop import Proof, ProofError, check_proof
+from fastapi_kc_m2m._jose.dpop import Proof, ProofError, access_token_hash, check_proof
 
 API_URL = "http://api.test"
 #: ``algs`` of the DPoP challenge with the default KC_M2M_DPOP_ALGORITHMS (RFC 9449 §7.1).
@@ -111,7 +111,7 @@ class DPoPPeer:
         try:
             checked = check_proof(
                 proof, algorithms=self.ALGORITHMS, htm=request.method, htu=str(request.url),
-                now=time.time(), max_age=60, max_ahead=15, access_token=token,
+                now=time.time(), max_age=60, max_ahead=15, ath=None if token is None else access_token_hash(token),
             )  # fmt: skip
         except ProofError:
             return "invalid_dpop_proof"

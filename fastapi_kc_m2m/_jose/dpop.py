@@ -25,12 +25,14 @@ from joserfc.jws import JWSRegistry
 from .algorithms import EC_CURVES, RSA_ALGORITHMS, SUPPORTED_ALGORITHMS
 from .claims import is_numeric_date
 from .jwk import VerificationKey, verification_key
-from .jws import b64url, parse, signature_is_valid
+from .jws import b64url, decode_segment, signature_is_valid, split_compact
+from .strictjson import loads_object
 
 __all__ = [
     "PROOF_TYPE",
     "Proof",
     "ProofError",
+    "ProofHeader",
     "ProofKey",
     "access_token_hash",
     "check_proof",
@@ -151,6 +153,14 @@ def _without_query(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+class ProofHeader(NamedTuple):
+    """A proof header that passed the header rules: its ``alg``, key thumbprint and imported key."""
+
+    alg: str
+    jkt: str
+    key: VerificationKey
+
+
 def check_proof(
     proof: str,
     *,
@@ -160,42 +170,47 @@ def check_proof(
     now: float,
     max_age: float,
     max_ahead: float,
-    access_token: str | None = None,
-    keys: MutableMapping[str, VerificationKey] | None = None,
+    ath: str | None = None,
+    headers: MutableMapping[bytes, ProofHeader] | None = None,
 ) -> Proof:
     """Every check of §4.3 on its own: a compact JWS (item 2) with ``typ`` ``dpop+jwt`` (4), an allowed
     asymmetric ``alg`` fitting the ``jwk`` (5), a public ``jwk`` (7) whose signature verifies (6), ``jti``
     (3), ``htm`` equal (8), ``htu`` equal after normalisation (9), ``iat`` inside
-    ``[now - max_age, now + max_ahead]`` (11) and, for a resource request, ``ath`` the hash of
-    ``access_token`` (§7.1). Raises :class:`ProofError`.
+    ``[now - max_age, now + max_ahead]`` (11) and, for a resource request, ``ath`` the given hash of
+    the access token (§7.1, :func:`access_token_hash`). Raises :class:`ProofError`.
 
-    ``keys`` caches imported proof keys by RFC 7638 thumbprint, so a client's steady key costs one import."""
+    ``headers`` caches checked header segments: a client's steady key makes the same header each time,
+    so it is decoded, checked, thumbprinted and imported once (give the same ``algorithms`` every time)."""
     if len(proof) > _MAX_PROOF:
         raise ProofError("proof too large")
     try:
-        header, claims, signing_input, signature = parse(proof, max_header=_MAX_HEADER_SEGMENT)
+        header_segment, payload_segment, signing_input, signature_segment = split_compact(proof)
+        checked = headers.get(header_segment) if headers is not None else None
+        if checked is None:
+            checked = _checked_header(header_segment, algorithms)
+            if headers is not None:
+                headers[header_segment] = checked
+        claims = loads_object(decode_segment(payload_segment))
+        signature = decode_segment(signature_segment)
+    except ProofError:
+        raise
     except ValueError:
         raise ProofError("malformed proof") from None
-    alg, jwk = _check_header(header, algorithms)
-    jkt = jwk_thumbprint(jwk)
-    key = _proof_key(jwk, jkt, algorithms, keys)
+    if not signature_is_valid(signing_input, signature, checked.alg, checked.key.jwk):
+        raise ProofError("invalid proof signature")
+    window = (now - max_age, now + max_ahead)
+    return _check_claims(claims, checked.jkt, htm=htm, htu=htu, window=window, ath=ath)
+
+
+def _checked_header(segment: bytes, algorithms: frozenset[str]) -> ProofHeader:
+    """The header rules (§4.3 items 4, 5, 7) on a header segment, deliberately bounded in size."""
+    if len(segment) > _MAX_HEADER_SEGMENT:
+        raise ProofError("malformed proof")
+    alg, jwk = _check_header(loads_object(decode_segment(segment)), algorithms)
+    key = verification_key(jwk, algorithms)
     if key is None or alg not in key.algorithms:
         raise ProofError("unusable proof key")
-    if not signature_is_valid(signing_input, signature, alg, key.jwk):
-        raise ProofError("invalid proof signature")
-    return _check_claims(claims, jkt, htm=htm, htu=htu, window=(now - max_age, now + max_ahead), token=access_token)
-
-
-def _proof_key(
-    jwk: dict[str, Any], jkt: str, algorithms: frozenset[str], keys: MutableMapping[str, VerificationKey] | None
-) -> VerificationKey | None:
-    """The imported ``jwk`` with the allowed algorithms its type and curve fit, from ``keys`` if there."""
-    key = keys.get(jkt) if keys is not None else None
-    if key is None:
-        key = verification_key(jwk, algorithms)
-        if key is not None and keys is not None:
-            keys[jkt] = key
-    return key
+    return ProofHeader(alg, jwk_thumbprint(jwk), key)
 
 
 def _check_header(header: Mapping[str, Any], algorithms: frozenset[str]) -> tuple[str, dict[str, Any]]:
@@ -220,7 +235,7 @@ def _check_claims(
     htm: str,
     htu: str,
     window: tuple[float, float],
-    token: str | None,
+    ath: str | None,
 ) -> Proof:
     jti, nonce = claims.get("jti"), claims.get("nonce")
     if not isinstance(jti, str) or not 0 < len(jti) <= 256:
@@ -229,16 +244,17 @@ def _check_claims(
         raise ProofError("proof htm mismatch")
     claimed = claims.get("htu")
     normalized = normalized_htu(claimed) if isinstance(claimed, str) else None
-    if normalized is None or normalized != normalized_htu(htu):
+    # The same string normalises alike: the usual exact match costs one normalisation.
+    if normalized is None or (claimed != htu and normalized != normalized_htu(htu)):
         raise ProofError("proof htu mismatch")
     if not is_numeric_date(claims.get("iat")):
         raise ProofError("proof iat missing")
     iat = float(claims["iat"])
     if not window[0] <= iat <= window[1]:
         raise ProofError("proof iat outside the window")
-    if token is not None:
-        ath = claims.get("ath")
-        if not isinstance(ath, str) or not hmac.compare_digest(ath.encode(), access_token_hash(token).encode()):
+    if ath is not None:
+        claimed_ath = claims.get("ath")
+        if not isinstance(claimed_ath, str) or not hmac.compare_digest(claimed_ath.encode(), ath.encode()):
             raise ProofError("proof ath mismatch")
     if nonce is not None and not isinstance(nonce, str):
         raise ProofError("malformed proof nonce")

@@ -19,8 +19,7 @@ from collections.abc import Callable
 
 from cachetools import LRUCache
 
-from .._jose.dpop import ProofError, check_proof
-from .._jose.jwk import VerificationKey
+from .._jose.dpop import ProofError, ProofHeader, check_proof
 from .._jose.jws import b64url
 from ..errors import InvalidDPoPProof, InvalidToken, UseDPoPNonce
 from ..settings import KeycloakSettings
@@ -31,7 +30,7 @@ from .store import Store
 
 __all__ = ["ProofChecker", "replay_key"]
 
-#: Imported proof keys remembered by thumbprint: least recently used ones go, so steady clients stay.
+#: Checked proof headers (one per client key) remembered: least recently used ones go, so steady clients stay.
 PROOF_KEY_CACHE_SIZE = 1024
 _REPLAYED = "DPoP proof replayed"
 
@@ -53,7 +52,7 @@ class ProofChecker:
         self._clock = clock
         self._store = store
         self._observer = observer
-        self._keys: LRUCache[str, VerificationKey] = LRUCache(PROOF_KEY_CACHE_SIZE)
+        self._headers: LRUCache[bytes, ProofHeader] = LRUCache(PROOF_KEY_CACHE_SIZE)
         secret = settings.dpop_nonce_secret
         # Empty when nonces are off; settings demand a secret of at least 32 characters with them on.
         self._nonce_key = secret.get_secret_value().encode() if settings.dpop_nonce and secret is not None else b""
@@ -73,17 +72,17 @@ class ProofChecker:
             raise InvalidToken("token is not DPoP-bound")
         return jkt
 
-    async def check(self, context: RequestContext, jkt: str) -> None:
+    async def check(self, context: RequestContext, jkt: str, digest: bytes) -> None:
         """Refuse the request unless its proof is valid (§4.3, §7.1), fresh, nonced when nonces are on
         (§9), not replayed (§11.1) and made with the key ``jkt`` (§6.1)."""
         try:
-            await self._check(context, jkt)
+            await self._check(context, jkt, digest)
         except (InvalidDPoPProof, UseDPoPNonce) as error:
             self._observer.dpop_proof("refused", error.description)
             raise
         self._observer.dpop_proof("accepted", "valid proof")
 
-    async def _check(self, context: RequestContext, jkt: str) -> None:
+    async def _check(self, context: RequestContext, jkt: str, digest: bytes) -> None:
         if context.proof is None or context.method is None or context.public_url is None:
             raise InvalidDPoPProof("DPoP proof missing")
         now = self._clock()
@@ -96,8 +95,8 @@ class ProofChecker:
                 now=now,
                 max_age=self._max_age,
                 max_ahead=self._max_ahead,
-                access_token=context.token,
-                keys=self._keys,
+                ath=b64url(digest),  # RFC 9449 §4.2: base64url(SHA-256(token)), the digest known already
+                headers=self._headers,
             )
         except ProofError as error:
             raise InvalidDPoPProof(str(error)) from None

@@ -219,7 +219,7 @@ class TokenVerifier:
                 verification = await self._introspected(token, verification, introspect)
             jkt = self._dpop.bound_key(context, verification.jkt)
             if jkt is not None:
-                await self._dpop.check(context, jkt)
+                await self._dpop.check(context, jkt, verification.digest)
         except AuthError as error:
             self._observer.token_refused(error)
             raise

@@ -16,6 +16,7 @@ from fastapi_kc_m2m._jose.dpop import (
     PROOF_TYPE,
     Proof,
     ProofError,
+    ProofHeader,
     access_token_hash,
     check_proof,
     jwk_thumbprint,
@@ -67,7 +68,7 @@ def test_a_proof_made_here_passes_the_checks_and_binds_to_its_key(algorithm: str
         now=NOW,
         max_age=60,
         max_ahead=15,
-        access_token="t",
+        ath=access_token_hash("t"),
     )
     assert (checked.jkt, checked.htu, checked.iat) == (key.thumbprint(), "https://api.example/orders", NOW)
 
@@ -92,7 +93,7 @@ def forged(header: Mapping[str, Any] | None = None, claims: Mapping[str, Any] | 
     return f"{signing_input}.{b64url(JWSRegistry.algorithms['ES256'].sign(signing_input.encode(), signer))}"
 
 
-def checked(proof: str, keys: dict[str, VerificationKey] | None = None, **overrides: Any) -> Proof:
+def checked(proof: str, headers: dict[bytes, ProofHeader] | None = None, **overrides: Any) -> Proof:
     options: dict[str, Any] = {
         "algorithms": SUPPORTED_ALGORITHMS,
         "htm": "GET",
@@ -100,9 +101,9 @@ def checked(proof: str, keys: dict[str, VerificationKey] | None = None, **overri
         "now": NOW,
         "max_age": 60,
         "max_ahead": 15,
-        "access_token": TOKEN,
+        "ath": access_token_hash(TOKEN),
     }
-    return check_proof(proof, keys=keys, **(options | overrides))
+    return check_proof(proof, headers=headers, **(options | overrides))
 
 
 def refused_with(phrase: str, proof: str, **overrides: Any) -> None:
@@ -208,11 +209,13 @@ def test_a_steady_key_is_imported_once(monkeypatch: pytest.MonkeyPatch) -> None:
         return verification_key(jwk, allowed)
 
     monkeypatch.setattr(dpop, "verification_key", counting)
-    keys: dict[str, VerificationKey] = {}
+    headers: dict[bytes, ProofHeader] = {}
     for jti in ("a", "b", "c"):
-        checked(forged(claims={"jti": jti}), keys=keys)
-    assert (imports, list(keys)) == (["EC"], [KEY.thumbprint()])
-    refused_with("unusable proof key", forged({"alg": "ES384"}), keys=keys)  # the cached key keeps its algorithms
+        checked(forged(claims={"jti": jti}), headers=headers)
+    assert imports == ["EC"]
+    assert [header.jkt for header in headers.values()] == [KEY.thumbprint()]
+    refused_with("unusable proof key", forged({"alg": "ES384"}), headers=headers)  # another header is checked anew
+    refused_with("invalid proof signature", forged(signer=generate_key("ES256")), headers=headers)
 
 
 def test_the_header_limit_admits_rsa_keys_and_stops_padding() -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from fastapi_kc_m2m._jose.algorithms import SUPPORTED_ALGORITHMS
-from fastapi_kc_m2m._jose.dpop import ProofError, ProofKey, check_proof, jwk_thumbprint, make_proof
+from fastapi_kc_m2m._jose.dpop import ProofError, ProofKey, access_token_hash, check_proof, jwk_thumbprint, make_proof
 from fastapi_kc_m2m._jose.jws import parse
 from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, generate_key
 
@@ -237,7 +237,7 @@ def resource_check(issuer: TestIssuer, proof: str, token: str) -> str:
         now=issuer.clock(),
         max_age=60,
         max_ahead=15,
-        access_token=token,
+        ath=access_token_hash(token),
     ).jkt
 
 

@@ -54,7 +54,7 @@ async def test_refused(kc_auth, kc_token, kc_issuer):
 
 @pytest.mark.anyio
 async def test_dpop(kc_auth, kc_dpop):
-    from fastapi_kc_m2m._jose.dpop import check_proof
+    from fastapi_kc_m2m._jose.dpop import access_token_hash, check_proof
     from fastapi_kc_m2m._jose.jws import parse
 
     token = kc_dpop.token(client_id="billing", scope="orders:read")
@@ -64,7 +64,7 @@ async def test_dpop(kc_auth, kc_dpop):
     assert headers["Authorization"] == f"DPoP {token}"
     checked = check_proof(
         headers["DPoP"], algorithms=frozenset({"ES256"}), htm="GET", htu="http://api/orders",
-        now=kc_dpop.issuer.clock(), max_age=60, max_ahead=15, access_token=token,
+        now=kc_dpop.issuer.clock(), max_age=60, max_ahead=15, ath=access_token_hash(token),
     )
     assert checked.jkt == kc_dpop.jkt
     assert kc_dpop.proof("GET", "http://api/orders") != kc_dpop.proof("GET", "http://api/orders")  # fresh jti
