@@ -5,8 +5,8 @@ In process: raw ``cryptography`` ES256 verification (the floor a proof costs) ag
 check of §4.3 and §7.1, nonce off, replay store in memory), and a repeated Bearer token for reference.
 Target: DPoP request <= raw ES256 + 15 us. Best of interleaved rounds.
 
-End to end: the same FastAPI app served by uvicorn (1 worker), unprotected and behind the middleware
-with DPoP; the load generator is Python (a fresh proof per request cannot come from wrk), its proofs
+End to end: ``e2e.py``'s FastAPI app served by uvicorn (1 worker), unprotected and behind the middleware
+(DPoP allowed, its default); the load generator is Python (a fresh proof per request cannot come from wrk), its proofs
 minted before each round, so both apps pay the same client cost. Target: DPoP / unprotected >= 0.70.
 
     .venv/bin/python benchmarks/dpop.py [--seconds 5] [--rounds 3] [--connections 16]
@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
 import statistics
 import time
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from fastapi import FastAPI
 
-from fastapi_kc_m2m import KeycloakAuthMiddleware, KeycloakResourceServer, RequestContext, TokenVerifier
+from fastapi_kc_m2m import RequestContext, TokenVerifier
 from fastapi_kc_m2m._jose.dpop import access_token_hash, make_proof
 from fastapi_kc_m2m.testing import TestIssuer, generate_key
 from fastapi_kc_m2m.testing.dpop import thumbprint
@@ -73,61 +70,20 @@ async def in_process() -> None:
     print(f"Bearer request (repeated token, reference)    {repeated:8.2f} us")
 
 
-def create_app() -> FastAPI:
-    """``BENCH_PROTECTED=1``: behind the middleware, settings from ``KC_M2M_*``; else unprotected."""
-    if os.environ.get("BENCH_PROTECTED") != "1":
-        app = FastAPI()
-    else:
-        rs = KeycloakResourceServer()
-        app = FastAPI(lifespan=rs.lifespan)
-        app.add_middleware(KeycloakAuthMiddleware, auth=rs)
-
-    @app.get(PATH)
-    async def orders() -> dict[str, list[int]]:
-        return {"orders": [1, 2, 3]}
-
-    return app
-
-
-def load(port: int, requests: list[bytes], seconds: float, connections: int) -> float:
-    """Keep-alive HTTP/1.1 clients, one request in flight each, each request used once."""
-    queue = iter(requests)
-
-    async def client(deadline: float) -> int:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        done = 0
-        while time.monotonic() < deadline:
-            writer.write(next(queue))
-            head = await reader.readuntil(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200"):
-                raise SystemExit(f"the app refused a request: {head[:60]!r}")
-            length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))  # type: ignore[union-attr]
-            await reader.readexactly(length)
-            done += 1
-        writer.close()
-        return done
-
-    async def run() -> int:
-        deadline = time.monotonic() + seconds
-        return sum(await asyncio.gather(*(client(deadline) for _ in range(connections))))
-
-    return asyncio.run(run()) / seconds
-
-
 def end_to_end(options: argparse.Namespace) -> None:
-    from e2e import start_server  # noqa: PLC0415 - the sibling benchmark's uvicorn launcher
+    from e2e import keep_alive_load, start_server  # noqa: PLC0415 - the sibling benchmark's app and load
 
     key = generate_key("ES256")
     with TestIssuer.serving() as issuer:
         token = issuer.token(lifetime=3600, cnf={"jkt": thumbprint(key)}, typ="DPoP")
-        servers = {protected: start_server(protected, issuer, "dpop:create_app") for protected in (False, True)}
+        servers = {protected: start_server(protected, issuer) for protected in (False, True)}
         rates: dict[bool, list[float]] = {False: [], True: []}
         budget = int(options.seconds * 6000)  # more requests than any round can send
         try:
             for rnd in range(options.rounds + 1):  # the first round warms up
                 for protected, (_, port) in servers.items():
                     requests = prepared(port, token, key, budget if protected else 0)
-                    rate = load(port, requests, options.seconds if rnd else 1.0, options.connections)
+                    rate = keep_alive_load(port, iter(requests), options.seconds if rnd else 1.0, options.connections)
                     if rnd:
                         rates[protected].append(rate)
         finally:

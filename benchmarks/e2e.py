@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -54,17 +56,15 @@ def free_port() -> int:
         return port
 
 
-def start_server(
-    protected: bool, issuer: TestIssuer, app: str = "e2e:create_app"
-) -> tuple[subprocess.Popen[bytes], int]:
-    """uvicorn serving the factory ``app`` (from this folder); ``BENCH_PROTECTED`` tells it which variant."""
+def start_server(protected: bool, issuer: TestIssuer) -> tuple[subprocess.Popen[bytes], int]:
+    """uvicorn serving :func:`create_app`, unprotected or behind the middleware."""
     port = free_port()
     env = os.environ | {
         "BENCH_PROTECTED": "1" if protected else "0",
         "KC_M2M_ISSUERS": issuer.issuer,
         "KC_M2M_AUDIENCE": issuer.audience,
     }
-    command = [sys.executable, "-m", "uvicorn", app, "--factory", "--app-dir", str(Path(__file__).parent)]
+    command = [sys.executable, "-m", "uvicorn", "e2e:create_app", "--factory", "--app-dir", str(Path(__file__).parent)]
     command += [
         "--host",
         "127.0.0.1",
@@ -104,15 +104,21 @@ def wrk(port: int, token: str, seconds: float, connections: int) -> float:
 def python_load(port: int, token: str, seconds: float, connections: int) -> float:
     """Keep-alive HTTP/1.1 clients, one request in flight each: a stand-in for wrk."""
     request = f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    return keep_alive_load(port, itertools.repeat(request), seconds, connections)
+
+
+def keep_alive_load(port: int, requests: Iterator[bytes], seconds: float, connections: int) -> float:
+    """Requests per second of ``connections`` keep-alive HTTP/1.1 clients sending ``requests`` (each
+    taken once), one in flight per client, for ``seconds``; any answer but 200 ends the benchmark."""
 
     async def client(deadline: float) -> int:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         done = 0
         while time.monotonic() < deadline:
-            writer.write(request)
+            writer.write(next(requests))
             head = await reader.readuntil(b"\r\n\r\n")
             if not head.startswith(b"HTTP/1.1 200"):
-                raise SystemExit(f"the app refused a request: {head[:40]!r}")
+                raise SystemExit(f"the app refused a request: {head[:60]!r}")
             length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))  # type: ignore[union-attr]
             await reader.readexactly(length)
             done += 1
