@@ -33,9 +33,11 @@ if TYPE_CHECKING:  # `import X as X`: re-exported, also for strict type checkers
     from .errors import AuthError as AuthError
     from .errors import IdentityProviderUnavailable as IdentityProviderUnavailable
     from .errors import InsufficientScope as InsufficientScope
+    from .errors import InvalidDPoPProof as InvalidDPoPProof
     from .errors import InvalidRequest as InvalidRequest
     from .errors import InvalidToken as InvalidToken
     from .errors import MissingCredentials as MissingCredentials
+    from .errors import UseDPoPNonce as UseDPoPNonce
     from .principal import ServicePrincipal as ServicePrincipal
     from .server.context import RequestContext as RequestContext
     from .server.context import Verification as Verification
@@ -60,7 +62,9 @@ _WHERE = {
     "IdentityProviderUnavailable": ".errors",
     "InsufficientScope": ".errors",
     "InvalidRequest": ".errors",
+    "InvalidDPoPProof": ".errors",
     "InvalidToken": ".errors",
+    "UseDPoPNonce": ".errors",
     "MissingCredentials": ".errors",
     "ServicePrincipal": ".principal",
     "SUPPORTED_ALGORITHMS": ".settings",
