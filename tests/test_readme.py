@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fastapi_kc_m2m import KeycloakSettings
 from fastapi_kc_m2m.testing import TestIssuer, serve_app
 
 pytest_plugins = ["pytester"]
@@ -63,3 +64,9 @@ def test_the_readme_test_kit_lines_run() -> None:
     namespace: dict[str, Any] = {}
     exec(compile(python_blocks("Testing your own API without Keycloak")[0], "README.md", "exec"), namespace)  # noqa: S102
     assert {"expired", "alg_none"} <= set(namespace["bad"])
+
+
+def test_the_configuration_table_names_every_setting_and_nothing_else() -> None:
+    table = README.read_text(encoding="utf-8").split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(KC_M2M_[A-Z_]+)` \|", table, flags=re.M))
+    assert documented == {f"KC_M2M_{name.upper()}" for name in KeycloakSettings.model_fields}
