@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .._jose.strictjson import loads_object
@@ -43,8 +45,11 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str, timeout: float) -> RedisStore:
-        """A store on its own client for ``url`` (``redis://``, ``rediss://``, ``unix://``); no I/O yet."""
-        client = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        """A store on its own client for ``url`` (``redis://``, ``rediss://``, ``unix://``); no I/O yet. A
+        command failing on a connection is retried once at once, on a new one (Redis restarted meanwhile)."""
+        client = Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
+        )
         return cls(client, prefix=prefix, timeout=timeout)
 
     async def aclose(self) -> None:
