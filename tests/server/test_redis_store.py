@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -16,9 +17,11 @@ from redis.asyncio import Redis, RedisCluster
 from fastapi_kc_m2m import KeycloakAuth, KeycloakAuthMiddleware, Principal
 from fastapi_kc_m2m._jose.dpop import ProofKey, access_token_hash, make_proof
 from fastapi_kc_m2m.errors import IdentityProviderUnavailable, InvalidDPoPProof
+from fastapi_kc_m2m.server import redis_store
 from fastapi_kc_m2m.server.context import RequestContext
 from fastapi_kc_m2m.server.observer import Observer
 from fastapi_kc_m2m.server.redis_store import DOWN_FOR, RedisStore
+from fastapi_kc_m2m.server.store import StoreUnavailable
 from fastapi_kc_m2m.settings import KeycloakSettings, SettingsError
 from fastapi_kc_m2m.testing import TestIssuer, generate_key
 from tests.helpers import API_URL, RedisServer, api_client, bearer
@@ -179,7 +182,7 @@ async def test_redis_down_dpop_gets_503_bearer_passes_introspection_asks_keycloa
     assert issuer.requests["introspection"] == 3  # every request asked Keycloak: nothing could be kept
 
 
-async def test_a_slow_redis_is_bounded_by_the_timeout_then_counts_as_down(
+async def test_a_slow_redis_is_bounded_by_the_timeout(
     issuer: TestIssuer, own_redis: RedisServer, key: ProofKey
 ) -> None:
     token = issuer.token(dpop_key=key)
@@ -192,10 +195,41 @@ async def test_a_slow_redis_is_bounded_by_the_timeout_then_counts_as_down(
                 await auth.authenticate(presented(token, key, issuer.clock()))
             assert time.monotonic() - started < 2.0  # 0.2 s timeout, generous for a loaded machine
             assert refused.value.retry_after >= 1
-            with pytest.raises(IdentityProviderUnavailable):  # down now: refused without waiting again
-                await auth.authenticate(presented(token, key, issuer.clock()))
         finally:
             own_redis.resume()
+
+
+async def test_the_timeout_bounds_an_applications_client_too(own_redis: RedisServer) -> None:
+    client = Redis(port=own_redis.port)  # no socket timeout of its own
+    store = RedisStore(client, timeout=0.2)
+    try:
+        await store.put(b"\x01" * 32, {}, 30)
+        own_redis.pause()
+        with anyio.fail_after(5), pytest.raises(StoreUnavailable):
+            await store.put_if_absent(b"\x02" * 32, {}, 30)
+    finally:
+        own_redis.resume()
+        await client.aclose()
+
+
+async def test_after_a_failure_the_store_counts_as_down_without_a_round_trip(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_store, "DOWN_FOR", 60.0)
+    client = Redis(port=own_redis.port)
+    store = RedisStore(client)
+    try:
+        own_redis.stop()
+        with pytest.raises(StoreUnavailable):
+            await store.put_if_absent(b"\x01" * 32, {}, 30)
+        own_redis.start()
+        with pytest.raises(StoreUnavailable) as down:
+            await store.put_if_absent(b"\x01" * 32, {}, 30)
+        assert down.value.retry_after > 30
+        assert not store.available
+        assert await set_calls(client) == 0  # the restarted server saw no SET
+    finally:
+        await client.aclose()
 
 
 async def test_a_restarted_redis_is_used_again_with_replay_protection(
