@@ -47,9 +47,7 @@ class RedisStore:
     def from_url(cls, url: str, *, prefix: str, timeout: float) -> RedisStore:
         """A store on its own client for ``url`` (``redis://``, ``rediss://``, ``unix://``); no I/O yet. A
         command failing on a connection is retried once at once, on a new one (Redis restarted meanwhile)."""
-        client = Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
-        )
+        client = Redis.from_url(url, retry=Retry(NoBackoff(), 1))  # each command is bounded by the timeout
         return cls(client, prefix=prefix, timeout=timeout)
 
     async def aclose(self) -> None:
