@@ -4,6 +4,7 @@ and a three-node Redis Cluster."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +25,7 @@ from fastapi_kc_m2m.server.redis_store import DOWN_FOR, RedisStore
 from fastapi_kc_m2m.server.store import StoreUnavailable
 from fastapi_kc_m2m.settings import KeycloakSettings, SettingsError
 from fastapi_kc_m2m.testing import TestIssuer, generate_key
-from tests.helpers import API_URL, RedisServer, api_client, bearer
+from tests.helpers import API_URL, Gate, RedisServer, api_client, bearer, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -161,6 +162,28 @@ async def test_an_introspection_answer_is_served_to_the_other_verifier(
         issuer.revoke(token)
         await second.verify(token, introspect=True)  # the shared answer: no call
     assert issuer.requests["introspection"] == 1
+
+
+async def test_concurrent_misses_make_one_call_per_verifier(
+    issuer: TestIssuer, redis_server: RedisServer, redis_prefix: str
+) -> None:
+    issuer.register_client(secret=SECRET)
+    gate = Gate(issuer.transport, "/token/introspect")
+    settings = issuer.settings(
+        introspection="always", client_secret=SECRET, redis_url=redis_server.url, redis_key_prefix=redis_prefix
+    )
+    token = issuer.token()
+    async with (
+        KeycloakAuth(settings, transport=gate, clock=issuer.clock) as first,
+        KeycloakAuth(settings, transport=gate, clock=issuer.clock) as second,
+    ):
+        await first.prefetch()
+        await second.prefetch()
+        waiters = [asyncio.ensure_future(auth.verify(token)) for auth in (first, second) for _ in range(50)]
+        await wait_until(lambda: gate.waiting == 2, seconds=10)  # one call per verifier, the rest joined them
+        gate.open()
+        await asyncio.gather(*waiters)
+    assert issuer.requests["introspection"] == 2
 
 
 # ------------------------------------------------------------------ drills
