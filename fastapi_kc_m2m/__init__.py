@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # `import X as X`: re-exported, also for strict type checkers
     from .server.observer import Observer as Observer
     from .server.store import MemoryStore as MemoryStore
     from .server.store import Store as Store
+    from .server.store import StoreUnavailable as StoreUnavailable
     from .server.verifier import TokenVerifier as TokenVerifier
     from .settings import SUPPORTED_ALGORITHMS as SUPPORTED_ALGORITHMS
     from .settings import IntrospectionPolicy as IntrospectionPolicy
@@ -78,6 +79,7 @@ _WHERE = {
     "Observer": ".server.observer",
     "MemoryStore": ".server.store",
     "Store": ".server.store",
+    "StoreUnavailable": ".server.store",
     "TokenVerifier": ".server.verifier",
     "KeycloakAuth": ".asgi.resource_server",
     "KeycloakResourceServer": ".asgi.resource_server",

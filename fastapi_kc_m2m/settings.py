@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import ErrorDetails
@@ -166,6 +167,16 @@ class KeycloakSettings(BaseSettings):
     dpop_nonce_lifetime: float = Field(
         default=60.0, ge=5, le=3600, description="Seconds a nonce's time slot lasts; the current and previous count"
     )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Redis shared by the replicas for DPoP replay and introspection answers: redis://, rediss://, unix://",
+    )
+    redis_key_prefix: str = Field(
+        default="kc-m2m:", pattern=r"^[!-~]{1,64}$", description="Prefix of this service's keys in that Redis"
+    )
+    redis_timeout: float = Field(
+        default=0.25, gt=0, le=5, description="Seconds one Redis command may take; then Redis counts as down"
+    )
 
     if not TYPE_CHECKING:  # type checkers keep the generated keyword signature
 
@@ -238,6 +249,14 @@ class KeycloakSettings(BaseSettings):
     def _check_endpoint_urls(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         for uri in value.values():
             check_http_url(uri, f"each URL in KC_M2M_{str(info.field_name).upper()}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """The URL may hold a password: the message never shows it."""
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("KC_M2M_REDIS_URL must start with redis://, rediss:// (TLS) or unix://")
         return value
 
     @field_validator("client_assertion_alg")

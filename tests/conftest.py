@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fastapi_kc_m2m import KeycloakAuth
 from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, serve_app
-from tests.helpers import api_client
+from tests.helpers import RedisServer, api_client, cluster_ports, create_cluster
 
 # Property-based tests (tests/test_fuzz.py): a quick profile for every run, and a long one on demand:
 #   HYPOTHESIS_PROFILE=fuzz .venv/bin/python -m pytest tests/test_fuzz.py
@@ -80,3 +81,40 @@ def serve() -> Any:
             yield base_url.removeprefix("http://")
 
     return served
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the session (tests keep apart by key prefix: ``redis_prefix``)."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix of this test's own."""
+    return f"test-{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it may stop, pause or restart."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    """A real three-node Redis Cluster on loopback (``--cluster-enabled yes``, ``redis-cli --cluster create``):
+    the nodes' ports."""
+    workdir = str(tmp_path_factory.mktemp("redis-cluster"))
+    nodes = [RedisServer("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{n}.conf", port=port)
+             for n, port in enumerate(cluster_ports(3))]  # fmt: skip
+    try:
+        for node in nodes:
+            node.start(cwd=workdir)
+        create_cluster([node.port for node in nodes])
+        yield [node.port for node in nodes]
+    finally:
+        for node in nodes:
+            node.stop()

@@ -1,10 +1,16 @@
 """What several test modules need: request headers, an in-process client for an app, a gate that
-holds an identity provider's answers, polling for background work, and a DPoP token endpoint and API."""
+holds an identity provider's answers, polling for background work, a DPoP token endpoint and API,
+and real redis-server processes."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import shutil
+import signal
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -146,3 +152,106 @@ class DPoPPeer:
 
     def _nonce_header(self, side: str) -> dict[str, str]:
         return {"DPoP-Nonce": self.nonces[side]} if side in self.nonces else {}
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def redis_answers(port: int) -> bool:
+    """Whether a Redis on loopback ``port`` answers PING now."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A real ``redis-server`` (Debian's package; ``scripts/bootstrap --with-node`` installs it) on a free
+    loopback port, without persistence; ``extra`` arguments go to its command line. Fails, never skips,
+    when it is missing. :meth:`stop` and :meth:`start` again keep the port (a restart)."""
+
+    def __init__(self, *extra: str, port: int | None = None) -> None:
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server is missing: run scripts/bootstrap --with-node")
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                      "--appendonly", "no", "--protected-mode", "no", *extra]  # fmt: skip
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, cwd: str | None = None) -> RedisServer:
+        """Start it and wait (up to 20 s, for a loaded machine) until it answers PING."""
+        self._process = subprocess.Popen(self._argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        deadline = time.monotonic() + 20
+        while not redis_answers(self.port):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        """Stop it (resumed first if paused) and wait for it to end."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(10)
+            self._process = None
+
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP): connections stay open, nothing answers: a slow Redis."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def cluster_ports(count: int) -> list[int]:
+    """``count`` free loopback ports whose cluster bus ports (port + 10000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port + 10000 < 65536 and port not in ports:
+            with contextlib.suppress(OSError), socket.socket() as probe:
+                probe.bind(("127.0.0.1", port + 10000))
+                ports.append(port)
+    return ports
+
+
+def create_cluster(ports: list[int]) -> None:
+    """Join the cluster-enabled redis-servers on ``ports`` into one cluster (no replicas) and wait, up to
+    30 s, until every node reports it ok."""
+    nodes = [f"127.0.0.1:{port}" for port in ports]
+    _redis_cli("--cluster", "create", *nodes, "--cluster-yes").check_returncode()
+    deadline = time.monotonic() + 30
+    while not all(_cluster_ok(port) for port in ports):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the Redis Cluster did not become ok")
+        time.sleep(0.1)
+
+
+def _cluster_ok(port: int) -> bool:
+    return "cluster_state:ok" in _redis_cli("-p", str(port), "cluster", "info").stdout
+
+
+def _redis_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Debian's ``redis-cli`` with ``args`` (our own, never input), bounded to 60 s."""
+    return subprocess.run(["redis-cli", *args], capture_output=True, text=True, timeout=60, check=False)  # noqa: S603, S607

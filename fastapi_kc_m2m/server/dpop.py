@@ -6,6 +6,10 @@ and a bound token with the ``DPoP`` scheme only (§7.2: no downgrade); the proof
 (§9), and its key's thumbprint is the token's ``cnf.jkt`` (§6.1). The replay check (§11.1) runs last,
 so only an otherwise valid proof can use up its ``jti``. This runs on every request, cached token or not.
 
+Replay has two tiers: the proofs this process saw (a replay against the same replica costs no round
+trip), then the shared store when one is given (one ``put_if_absent``: Redis ``SET NX PX``). A shared
+store that cannot answer refuses the request with 503 and ``Retry-After``: never accepted unchecked.
+
 Nonces are stateless, so replicas share nothing but the secret: ``base64url(slot || HMAC-SHA256(secret,
 slot))`` for the time slot ``floor(now / dpop_nonce_lifetime)``; the current and previous slots count.
 """
@@ -21,17 +25,19 @@ from cachetools import LRUCache
 
 from .._jose.dpop import ProofError, ProofHeader, check_proof
 from .._jose.jws import b64url
-from ..errors import InvalidDPoPProof, InvalidToken, UseDPoPNonce
+from ..errors import IdentityProviderUnavailable, InvalidDPoPProof, InvalidToken, UseDPoPNonce
 from ..settings import KeycloakSettings
 from .cache import bounded_put
 from .context import RequestContext
 from .observer import Observer
-from .store import Store
+from .store import MemoryStore, Store, StoreUnavailable
 
 __all__ = ["ProofChecker", "replay_key"]
 
 #: Checked proof headers (one per client key) remembered: least recently used ones go, so steady clients stay.
 PROOF_KEY_CACHE_SIZE = 1024
+#: Proofs this process remembers against replay (RFC 9449 §11.1): at most this many.
+REPLAY_STORE_SIZE = 100_000
 _REPLAYED = "DPoP proof replayed"
 
 
@@ -44,13 +50,14 @@ class ProofChecker:
     """Checks the DPoP side of each request for a verified token (see the module docstring)."""
 
     def __init__(
-        self, settings: KeycloakSettings, clock: Callable[[], float], store: Store, observer: Observer
+        self, settings: KeycloakSettings, clock: Callable[[], float], shared: Store | None, observer: Observer
     ) -> None:
         self._required = settings.dpop == "required"
         self._algorithms = frozenset(settings.dpop_algorithms)
         self._max_age, self._max_ahead = settings.dpop_max_age, settings.dpop_max_ahead
         self._clock = clock
-        self._store = store
+        self._seen = MemoryStore(REPLAY_STORE_SIZE, clock)
+        self._shared = shared
         self._observer = observer
         self._headers: LRUCache[bytes, ProofHeader] = LRUCache(PROOF_KEY_CACHE_SIZE)
         secret = settings.dpop_nonce_secret
@@ -77,7 +84,7 @@ class ProofChecker:
         (§9), not replayed (§11.1) and made with the key ``jkt`` (§6.1)."""
         try:
             await self._check(context, jkt, digest)
-        except (InvalidDPoPProof, UseDPoPNonce) as error:
+        except (InvalidDPoPProof, UseDPoPNonce, IdentityProviderUnavailable) as error:
             self._observer.dpop_proof("refused", error.description)
             raise
         self._observer.dpop_proof("accepted", "valid proof")
@@ -106,8 +113,22 @@ class ProofChecker:
             raise InvalidDPoPProof("DPoP proof key does not match the token")
         # As long as the proof would be accepted (§11.1), plus the ahead window for replicas' clocks.
         ttl = proof.iat + self._max_age - now + self._max_ahead
-        if not await self._store.put_if_absent(replay_key(proof.jti, proof.htu), {}, max(ttl, 1.0)):
+        if not await self._claim(replay_key(proof.jti, proof.htu), max(ttl, 1.0)):
             raise InvalidDPoPProof(_REPLAYED)
+
+    async def _claim(self, key: bytes, ttl: float) -> bool:
+        """Use up a proof's ``key`` for ``ttl`` seconds (§11.1): False when it was used up already, here
+        or (shared store) on any replica; a shared store that cannot answer refuses with 503."""
+        if self._shared is None:
+            return await self._seen.put_if_absent(key, {}, ttl)
+        if await self._seen.get(key) is not None:
+            return False
+        try:
+            claimed = await self._shared.put_if_absent(key, {}, ttl)
+        except StoreUnavailable as down:
+            raise IdentityProviderUnavailable(math.ceil(down.retry_after), "DPoP replay check unavailable") from None
+        await self._seen.put(key, {}, ttl)
+        return claimed
 
     def nonce(self) -> str | None:
         """The current server nonce (§8), None when nonces are off."""

@@ -15,7 +15,8 @@ kept small and never trusted blindly:
 - answers are kept in the :class:`~.store.Store` under the token's SHA-256, active ones for
   ``introspection_cache_ttl`` but never past the token's ``exp``, inactive ones for
   ``introspection_cache_ttl`` (a revoked token never becomes active again; a re-enabled client's
-  tokens are refused that much longer); failures are not cached;
+  tokens are refused that much longer); failures are not cached; a shared store that cannot answer
+  (:class:`~.store.StoreUnavailable`) is passed over: Keycloak is asked, the answer is not kept;
 - one call in flight per token: concurrent requests with the same token share it (§4: limit the load).
 
 That cache time is exactly how long a token revoked in Keycloak stays usable here.
@@ -23,6 +24,7 @@ That cache time is exactly how long a token revoked in Keycloak stays usable her
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -40,7 +42,7 @@ from ..principal import ServicePrincipal
 from ..settings import KeycloakSettings
 from .context import Verification
 from .observer import LoggingObserver, Observer
-from .store import Store, StoreValue
+from .store import Store, StoreUnavailable, StoreValue
 
 __all__ = ["Introspector", "own_client_authentication"]
 
@@ -113,7 +115,7 @@ class Introspector:
         :class:`~.errors.InvalidToken` when inactive and :class:`~.errors.IdentityProviderUnavailable`
         when no usable answer can be had.
         """
-        answer = await self._store.get(verified.digest)
+        answer = await self._stored(verified.digest)
         if answer is None:
             self._check_backing_off(verified.principal.issuer)
             answer = await self._flights.run(verified.digest, lambda: self._introspect(token, verified))
@@ -139,6 +141,13 @@ class Introspector:
         """Cancel introspection calls under way."""
         self._flights.cancel()
 
+    async def _stored(self, digest: bytes) -> StoreValue | None:
+        """The kept answer for ``digest``; None when there is none or the store does not answer."""
+        try:
+            return await self._store.get(digest)
+        except StoreUnavailable:
+            return None
+
     def _check_backing_off(self, issuer: str) -> None:
         """Refuse at once while ``issuer``'s last call failed less than the retry interval ago."""
         wait = self._retry_at.get(issuer, -math.inf) - self._clock()
@@ -161,7 +170,8 @@ class Introspector:
         ttl = self._settings.introspection_cache_ttl
         if "refused" not in answer:
             ttl = min(ttl, verified.principal.expires_at - self._clock())
-        await self._store.put(verified.digest, answer, ttl)
+        with contextlib.suppress(StoreUnavailable):  # not kept: the next request asks again
+            await self._store.put(verified.digest, answer, ttl)
         return answer
 
     async def _ask(self, token: str, issuer: str) -> Mapping[str, Any]:

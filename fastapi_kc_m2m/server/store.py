@@ -1,8 +1,9 @@
-"""The async store protocol behind shared state (introspection answers, and the replay and realm
-caches to come), with the in-process implementation every deployment starts with.
+"""The async store protocol behind shared state (introspection answers, the DPoP proofs seen), with
+the in-process implementation every deployment starts with; :mod:`.redis_store` shares it among replicas.
 
 Keys are digests, never tokens or proofs; values are JSON-compatible, so a store shared by many
-replicas (Redis) can keep them as they are.
+replicas (Redis) can keep them as they are. A shared store that cannot answer raises
+:class:`StoreUnavailable`: the DPoP replay check then fails closed (503), introspection asks Keycloak.
 """
 
 from __future__ import annotations
@@ -12,14 +13,30 @@ from typing import Any, Protocol
 
 from .cache import TokenCache
 
-__all__ = ["MemoryStore", "Store", "StoreValue"]
+__all__ = ["MemoryStore", "Store", "StoreUnavailable", "StoreValue"]
 
 #: What a store keeps: a JSON object.
 StoreValue = dict[str, Any]
 
 
+class StoreUnavailable(Exception):
+    """The store cannot answer now (down, slow or refusing); ``retry_after`` is when to try again, in
+    seconds. The message is a fixed phrase."""
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__("store unavailable")
+
+
 class Store(Protocol):
-    """A bounded key-value store whose entries expire."""
+    """A bounded key-value store whose entries expire; operations may raise :class:`StoreUnavailable`."""
+
+    @property
+    def available(self) -> bool:
+        """False while the store is known not to answer (for readiness probes)."""
+
+    async def inspect(self) -> list[str]:
+        """Set-up problems worth a warning, checked at start-up (raises :class:`StoreUnavailable`)."""
 
     async def get(self, key: bytes) -> StoreValue | None:
         """The value under ``key``, unless it has expired."""
@@ -40,6 +57,13 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def available(self) -> bool:
+        return True
+
+    async def inspect(self) -> list[str]:
+        return []
 
     async def get(self, key: bytes) -> StoreValue | None:
         return self._entries.get(key)

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -31,14 +32,15 @@ from .dpop import ProofChecker
 from .introspection import Introspector
 from .keyset import KeySet
 from .observer import LoggingObserver, Observer
-from .store import MemoryStore, Store
+from .store import MemoryStore, Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    from .redis_store import RedisStore
 
 __all__ = ["TokenVerifier"]
 
 # Distinct JOSE headers remembered after passing the header rules: one per signing key in practice.
 _HEADER_CACHE_SIZE = 64
-# Proofs remembered against replay (RFC 9449 §11.1) when no store is given: at most this many.
-REPLAY_STORE_SIZE = 100_000
 _MALFORMED = "malformed token"
 
 
@@ -52,8 +54,9 @@ class TokenVerifier:
         async with TokenVerifier(KeycloakSettings(server_url=..., realm=..., audience="orders")) as verifier:
             principal = await verifier.verify(token)
 
-    ``store`` keeps introspection answers and the DPoP proofs seen (default: in this process, apart and
-    bounded); ``observer`` receives what happens (default: :class:`~.observer.LoggingObserver`).
+    ``store`` keeps introspection answers and the DPoP proofs seen, shared by replicas (default: the Redis
+    of ``KC_M2M_REDIS_URL``, else in this process, apart and bounded); ``observer`` receives what happens
+    (default: :class:`~.observer.LoggingObserver`).
     """
 
     def __init__(
@@ -72,10 +75,11 @@ class TokenVerifier:
         self._transport = transport
         self._clock = clock
         self._observer = observer or LoggingObserver()
+        self._own_store = self._redis_store() if store is None else None
         # ``is None``, not ``or``: an empty MemoryStore is falsy.
-        self._store = MemoryStore(self.settings.introspection_cache_size, clock) if store is None else store
-        replay_store = MemoryStore(REPLAY_STORE_SIZE, clock) if store is None else store
-        self._dpop = ProofChecker(self.settings, clock, replay_store, self._observer)
+        shared = store if store is not None else self._own_store
+        self._store = MemoryStore(self.settings.introspection_cache_size, clock) if shared is None else shared
+        self._dpop = ProofChecker(self.settings, clock, shared, self._observer)
         self._dpop_off = self.settings.dpop == "off"
         self._cache: TokenCache[Verification] = TokenCache(self.settings.token_cache_size, clock)
         self._introspect_all = self.settings.introspection == "always"
@@ -84,6 +88,20 @@ class TokenVerifier:
         self._algorithms = frozenset(self.settings.algorithms)
         self._headers: dict[bytes, tuple[str, str | None]] = {}
         self._connect()
+
+    def _redis_store(self) -> RedisStore | None:
+        """The store on the Redis ``KC_M2M_REDIS_URL`` names (the ``redis`` extra), None without one."""
+        url = self.settings.redis_url
+        if url is None:
+            return None
+        try:
+            from .redis_store import RedisStore  # noqa: PLC0415 - the redis package is an extra
+        except ImportError:
+            raise ValueError("KC_M2M_REDIS_URL needs the redis extra: pip install 'fastapi_kc_m2m[redis]'") from None
+        settings = self.settings
+        return RedisStore.from_url(
+            url.get_secret_value(), prefix=settings.redis_key_prefix, timeout=settings.redis_timeout
+        )
 
     def _connect(self) -> None:
         """Create what :meth:`aclose` closes: the HTTP client (unless the caller's), the issuers' key
@@ -140,11 +158,13 @@ class TokenVerifier:
             self._introspector.close()
         if self._given_client is None:
             await self._client.aclose()
+        if self._own_store is not None:
+            await self._own_store.aclose()
 
     @property
     def ready(self) -> bool:
-        """Whether every trusted issuer has usable keys loaded (for readiness probes)."""
-        return all(key_set.ready for key_set in self._key_sets.values())
+        """Whether every trusted issuer has usable keys loaded and the store answers (for readiness probes)."""
+        return self._store.available and all(key_set.ready for key_set in self._key_sets.values())
 
     @property
     def introspector(self) -> Introspector | None:
@@ -162,7 +182,9 @@ class TokenVerifier:
 
     async def startup(self, *, prefetch: bool = True, strict: bool = False) -> None:
         """Load the keys at start-up: in the background (start-up never waits for Keycloak), or with
-        ``strict=True`` now, raising :class:`~.errors.IdentityProviderUnavailable` when that fails."""
+        ``strict=True`` now, raising :class:`~.errors.IdentityProviderUnavailable` when that fails. A store
+        set-up that lets replays through, or a store not answering, is reported (:meth:`Observer.hint`)."""
+        await self._inspect_store()
         if strict:
             if not await self.prefetch():
                 raise IdentityProviderUnavailable(
@@ -170,6 +192,14 @@ class TokenVerifier:
                 )
         elif prefetch:
             self._prefetching = asyncio.get_running_loop().create_task(self.prefetch())
+
+    async def _inspect_store(self) -> None:
+        try:
+            problems = await self._store.inspect()
+        except StoreUnavailable:
+            problems = ["the shared store does not answer at start-up: DPoP requests get 503 until it does"]
+        for problem in problems:
+            self._observer.hint(problem)
 
     async def settled(self) -> None:
         """Wait until no background work is under way: the start-up prefetch, key-set refreshes and

@@ -92,10 +92,10 @@ def test_the_demo_needs_no_node_but_the_tests_do() -> None:
 
 
 def bootstrap(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
-    """Run a copy of scripts/bootstrap in ``tmp_path`` with python3, the venv's python and npm stubbed;
-    return its exit status and the commands it ran."""
+    """Run a copy of scripts/bootstrap in ``tmp_path`` with python3, the venv's python, npm and apt-get
+    stubbed; return its exit status and the commands it ran."""
     log, stubs = tmp_path / "ran.log", tmp_path / "bin"
-    for stub in (stubs / "python3", stubs / "npm", tmp_path / ".venv" / "bin" / "python"):
+    for stub in (stubs / "python3", stubs / "npm", stubs / "apt-get", tmp_path / ".venv" / "bin" / "python"):
         stub.parent.mkdir(parents=True, exist_ok=True)
         stub.write_text(f'#!/bin/sh\necho "{stub.name} $*" >> "{log}"\n')
         stub.chmod(0o755)
@@ -114,7 +114,9 @@ def test_bootstrap_installs_node_only_when_asked(tmp_path: Path) -> None:
     assert [line.split()[0] for line in ran] == ["python3", "python", "python"]
     status, ran = bootstrap(tmp_path / "with-node", "--with-node")
     assert status == 0
-    assert ran[-1] == "npm ci --prefix interop --no-audit --no-fund --loglevel=error"
+    assert ran[3] == "npm ci --prefix interop --no-audit --no-fund --loglevel=error"
+    missing = shutil.which("redis-server", path="/usr/bin:/bin") is None  # the Redis drills need it
+    assert ran[4:] == (["apt-get update -qq", "apt-get install -y -qq redis-server"] if missing else [])
 
 
 def test_bootstrap_refuses_unknown_options(tmp_path: Path) -> None:
