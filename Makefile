@@ -15,10 +15,11 @@ test:
 	.venv/bin/python -m pytest
 
 bench:
-	scripts/bootstrap
+	scripts/bootstrap --with-node
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || true
 	.venv/bin/python benchmarks/verify.py
 	.venv/bin/python benchmarks/e2e.py
 	.venv/bin/python benchmarks/introspection.py
 	.venv/bin/python benchmarks/memory.py
 	.venv/bin/python benchmarks/dpop.py
+	.venv/bin/python benchmarks/redis_store.py
