@@ -473,7 +473,7 @@ def _client_authentication(
     if certificate and secret is None and key is None:
         return TLSClientAuth(client_id, cast(CertificateAuthMethod, method or "tls_client_auth"))
     if (secret is None) == (key is None):
-        raise ValueError("give exactly one of client_secret, private_key and client_cert")
+        raise ValueError("give exactly one of client_secret and private_key, or client_cert alone")
     if key is None:
         if method == "private_key_jwt":
             raise ValueError("private_key_jwt needs private_key, not client_secret")

@@ -146,7 +146,7 @@ def test_the_callers_own_client_presents_the_same_certificate_to_the_api(kc: Tes
     [
         ({"method": "tls_client_auth", "client_secret": SECRET}, "tls_client_auth needs client_cert alone"),
         ({"method": "self_signed_tls_client_auth"}, "self_signed_tls_client_auth needs client_cert alone"),
-        ({}, "give exactly one of client_secret, private_key and client_cert"),
+        ({}, "give exactly one of client_secret and private_key, or client_cert alone"),
     ],
 )
 def test_certificate_methods_need_the_certificate_alone(options: dict[str, str], message: str) -> None:
