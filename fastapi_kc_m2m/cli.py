@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import base64
 import datetime
+import ipaddress
 import json
 import logging
 import os
@@ -23,11 +24,12 @@ from typing import Any, cast
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from joserfc.jwk import ECKey, RSAKey
 
 from ._jose.algorithms import EC_CURVES
 from ._jose.jws import parse
+from ._jose.x5t import certificate_thumbprint
 from ._version import __version__
 from .client import ClientCredentialsAuth, ClientCredentialsError, key_id, load_signing_key, public_jwks
 from .errors import AuthError, IdentityProviderUnavailable
@@ -51,6 +53,17 @@ _EPILOG = {
 
 In Keycloak: client -> Credentials -> Client Authenticator "Signed JWT", then Keys -> Import
 (certificate PEM), or set the client attribute jwt.credential.certificate to the printed value.""",
+    "ca": """examples:
+  kc-m2m ca --name example-ca --out certs     # certs/example-ca.key.pem (0600), certs/example-ca.cert.pem
+
+The CA signs the server and client certificates of "kc-m2m cert"; give its certificate to the TLS servers
+(nginx ssl_client_certificate, Keycloak's truststore) that must accept the clients.""",
+    "cert": """examples:
+  kc-m2m cert --ca ca.cert.pem --ca-key ca.key.pem --name machine-a            # client (EKU clientAuth)
+  kc-m2m cert --ca ca.cert.pem --ca-key ca.key.pem --name api --server --dns localhost --ip 127.0.0.1
+
+stdout: the subject DN, for Keycloak's client authenticator "X509 Certificate" (x509.subjectdn);
+stderr: the certificate's x5t#S256, which certificate-bound tokens carry in cnf (RFC 8705 §3.1).""",
     "token": """examples:
   KC_M2M_CLIENT_SECRET=... kc-m2m token --issuer https://kc.example/realms/prod --client-id machine-a
   kc-m2m token --issuer https://kc.example/realms/prod --client-id machine-a --key machine-a.key.pem
@@ -82,51 +95,142 @@ class CliError(Exception):
 
 
 # ----------------------------------------------------------------- keygen
-def self_signed_certificate(
-    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, common_name: str, *, days: int
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+#: An extension to add and whether it is critical (RFC 5280 §4.2).
+Extension = tuple[x509.ExtensionType, bool]
+
+
+def issue_certificate(
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    common_name: str,
+    *,
+    signer: PrivateKey,
+    issuer: x509.Name | None = None,
+    days: int,
+    ca: bool = False,
+    extensions: Sequence[Extension] = (),
 ) -> x509.Certificate:
-    """A self-signed end-entity certificate (RFC 5280) for ``private``, valid from 5 minutes ago."""
+    """An X.509 v3 certificate (RFC 5280) for ``public_key`` named ``CN=common_name``, signed by ``signer``
+    as ``issuer`` (default: itself, self-signed), valid from 5 minutes ago; BasicConstraints ``ca``
+    (§4.2.1.9), the key identifiers (§4.2.1.1-2) and ``extensions``."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
+        .issuer_name(issuer or name)
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(private, hashes.SHA256())
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False)
     )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(signer, hashes.SHA256())
 
 
-def _keygen(args: argparse.Namespace) -> int:
-    """A private key (PKCS#8 PEM, mode 0600), a self-signed certificate, and the certificate as Keycloak's
-    ``jwt.credential.certificate`` wants it: base64 DER without PEM armour."""
-    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+def self_signed_certificate(private: PrivateKey, common_name: str, *, days: int) -> x509.Certificate:
+    """A self-signed end-entity certificate (RFC 5280) for ``private``, valid from 5 minutes ago."""
+    return issue_certificate(private.public_key(), common_name, signer=private, days=days)
+
+
+def _new_key(args: argparse.Namespace) -> PrivateKey:
+    """A new key of ``--kind``: RSA of ``--bits``, or EC on ``--curve``."""
     if args.kind == "rsa":
         if args.curve is not None:
             raise CliError("--curve is for EC keys (--kind ec); RSA keys take --bits")
-        private = rsa.generate_private_key(public_exponent=65537, key_size=args.bits or _DEFAULT_BITS)
-    else:
-        if args.bits is not None:
-            raise CliError("--bits is for RSA keys (--kind rsa); EC keys take --curve")
-        # A generated key always has its private half; joserfc types it optional.
-        private = cast(ec.EllipticCurvePrivateKey, ECKey.generate_key(args.curve or _DEFAULT_CURVE).private_key)
-    certificate = self_signed_certificate(private, args.name, days=args.days)
+        return rsa.generate_private_key(public_exponent=65537, key_size=args.bits or _DEFAULT_BITS)
+    if args.bits is not None:
+        raise CliError("--bits is for RSA keys (--kind rsa); EC keys take --curve")
+    # A generated key always has its private half; joserfc types it optional.
+    return cast(ec.EllipticCurvePrivateKey, ECKey.generate_key(args.curve or _DEFAULT_CURVE).private_key)
+
+
+def _write_pair(args: argparse.Namespace, private: PrivateKey, certificate: x509.Certificate) -> bytes:
+    """Write ``NAME.key.pem`` (PKCS#8, mode 0600) and ``NAME.cert.pem`` into ``--out``; return the key's PEM."""
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     key_path, cert_path = args.out / f"{args.name}.key.pem", args.out / f"{args.name}.cert.pem"
     _write(key_path, pem, 0o600, args.force)
     _write(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644, args.force)
-    imported = (RSAKey if args.kind == "rsa" else ECKey).import_key(pem)
     _note(f"wrote {key_path} (private: keep it secret) and {cert_path}")
+    return pem
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    """A private key (PKCS#8 PEM, mode 0600), a self-signed certificate, and the certificate as Keycloak's
+    ``jwt.credential.certificate`` wants it: base64 DER without PEM armour."""
+    private = _new_key(args)
+    certificate = self_signed_certificate(private, args.name, days=args.days)
+    pem = _write_pair(args, private, certificate)
+    imported = (RSAKey if args.kind == "rsa" else ECKey).import_key(pem)
     _note(f"kid (RFC 7638 thumbprint, for a JWKS URL set-up): {key_id(imported)}")
     _note("jwt.credential.certificate (stdout):")
     print(base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode("ascii"))
     return 0
+
+
+# ----------------------------------------------------------------- ca and cert
+def _ca(args: argparse.Namespace) -> int:
+    """A CA key and its self-signed certificate (RFC 5280 §4.2.1.9 ``cA``, §4.2.1.3 ``keyCertSign``)."""
+    private = _new_key(args)
+    usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)  # keyCertSign, cRLSign
+    certificate = issue_certificate(
+        private.public_key(), args.name, signer=private, days=args.days, ca=True, extensions=[(usage, True)]
+    )
+    _write_pair(args, private, certificate)
+    return 0
+
+
+def _cert(args: argparse.Namespace) -> int:
+    """A client (EKU ``clientAuth``) or ``--server`` (``serverAuth``) certificate signed by ``--ca``, with
+    the names of ``--dns`` and ``--ip`` (RFC 5280 §4.2.1.6, §4.2.1.12); prints its subject DN."""
+    ca_certificate, ca_key = _load_ca(args.ca, args.ca_key)
+    names = [*map(x509.DNSName, args.dns), *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in args.ip)]
+    if args.server and not names:
+        raise CliError("a server certificate needs its host names: --dns and/or --ip")
+    private = _new_key(args)
+    purpose = ExtendedKeyUsageOID.SERVER_AUTH if args.server else ExtendedKeyUsageOID.CLIENT_AUTH
+    encipher = isinstance(private, rsa.RSAPrivateKey)  # RSA key exchange in TLS 1.2
+    usage = x509.KeyUsage(True, False, encipher, False, False, False, False, False, False)
+    extensions: list[Extension] = [(usage, True), (x509.ExtendedKeyUsage([purpose]), False)]
+    if names:
+        extensions.append((x509.SubjectAlternativeName(names), False))
+    certificate = issue_certificate(
+        private.public_key(),
+        args.name,
+        signer=ca_key,
+        issuer=ca_certificate.subject,
+        days=args.days,
+        extensions=extensions,
+    )
+    _write_pair(args, private, certificate)
+    thumbprint = certificate_thumbprint(certificate.public_bytes(serialization.Encoding.DER))
+    _note(f"x5t#S256 (cnf of tokens bound to it, RFC 8705 §3.1): {thumbprint}")
+    print(certificate.subject.rfc4514_string())
+    return 0
+
+
+def _load_ca(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, PrivateKey]:
+    """The CA certificate and its key, which must match, from PEM files."""
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except ValueError:
+        raise CliError("--ca: not a PEM certificate") from None
+    try:
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (ValueError, TypeError):  # never echo what the file holds
+        raise CliError("--ca-key: not an unencrypted PEM private key") from None
+    if not isinstance(key, PrivateKey) or key.public_key() != certificate.public_key():
+        raise CliError("--ca-key is not the key of the --ca certificate")
+    constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    if not constraints.ca:
+        raise CliError("--ca is not a CA certificate (kc-m2m ca makes one)")
+    return certificate, key
 
 
 def _write(path: Path, data: bytes, mode: int, force: bool) -> None:
@@ -328,14 +432,12 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     keygen = command("keygen", _keygen, "Create a key pair and self-signed certificate for private_key_jwt.")
-    keygen.add_argument("--name", default="client", help="client id: file names and certificate CN (%(default)s)")
-    keygen.add_argument("--kind", choices=("rsa", "ec"), default="rsa", help="key type (%(default)s)")
-    keygen.add_argument("--bits", type=int, choices=(2048, 3072, 4096), help=f"RSA key size ({_DEFAULT_BITS})")
-    keygen.add_argument("--curve", choices=_CURVES, help=f"EC curve ({_DEFAULT_CURVE})")
-    keygen.add_argument("--days", type=int, default=365, help="certificate validity in days (%(default)s)")
-    keygen.add_argument("--out", type=Path, default=Path(), help="directory for the files (default: current)")
-    keygen.add_argument("--force", action="store_true", help="overwrite existing files")
+    _key_options(keygen, "client", 365)
 
+    _key_options(
+        command("ca", _ca, "Create a small certificate authority: a key and a self-signed CA certificate."), "ca", 3650
+    )
+    _cert_options(command("cert", _cert, "Create a client or server TLS certificate signed by a kc-m2m ca."))
     jwks = command("jwks", _jwks, "Print the public JWK Set of private keys, for Keycloak's jwks.url.")
     jwks.add_argument("keys", nargs="+", metavar="KEY", help="PEM file or JWK of a private key (current, next)")
 
@@ -374,6 +476,27 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, help="seconds each request to Keycloak may take (keys, introspection); default 5"
     )
     return parser
+
+
+def _key_options(sub: argparse.ArgumentParser, name: str, days: int) -> None:
+    """The options of commands writing a new key and its certificate."""
+    sub.add_argument("--name", default=name, help="client id or host: file names and certificate CN (%(default)s)")
+    sub.add_argument("--kind", choices=("rsa", "ec"), default="rsa", help="key type (%(default)s)")
+    sub.add_argument("--bits", type=int, choices=(2048, 3072, 4096), help=f"RSA key size ({_DEFAULT_BITS})")
+    sub.add_argument("--curve", choices=_CURVES, help=f"EC curve ({_DEFAULT_CURVE})")
+    sub.add_argument("--days", type=int, default=days, help="certificate validity in days (%(default)s)")
+    sub.add_argument("--out", type=Path, default=Path(), help="directory for the files (default: current)")
+    sub.add_argument("--force", action="store_true", help="overwrite existing files")
+
+
+def _cert_options(cert: argparse.ArgumentParser) -> None:
+    """``kc-m2m cert``'s options."""
+    _key_options(cert, "client", 365)
+    cert.add_argument("--ca", type=Path, required=True, help="the CA certificate (PEM)")
+    cert.add_argument("--ca-key", type=Path, required=True, help="the CA's private key (PEM)")
+    cert.add_argument("--server", action="store_true", help="a server certificate (serverAuth) instead of a client's")
+    cert.add_argument("--dns", action="append", default=[], help="DNS name in subjectAltName (repeatable)")
+    cert.add_argument("--ip", action="append", default=[], help="IP address in subjectAltName (repeatable)")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):

@@ -1,30 +1,39 @@
 """What several test modules need: request headers, an in-process client for an app, a gate that
 holds an identity provider's answers, polling for background work, a DPoP token endpoint and API,
-and real redis-server processes."""
+real redis-server processes, and a per-run PKI made with ``kc-m2m ca``/``cert``."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from fastapi_kc_m2m import cli
 from fastapi_kc_m2m._jose.dpop import Proof, ProofError, access_token_hash, check_proof
+from fastapi_kc_m2m._jose.x5t import certificate_thumbprint
+from fastapi_kc_m2m.testing import TLSFiles
 
 API_URL = "http://api.test"
 #: ``algs`` of the DPoP challenge with the default KC_M2M_DPOP_ALGORITHMS (RFC 9449 §7.1).
@@ -255,3 +264,51 @@ def _cluster_ok(port: int) -> bool:
 def _redis_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """Debian's ``redis-cli`` with ``args`` (our own, never input), bounded to 60 s."""
     return subprocess.run(["redis-cli", *args], capture_output=True, text=True, timeout=60, check=False)  # noqa: S603, S607
+
+
+@dataclass(frozen=True, slots=True)
+class Pki:
+    """A CA made per run by ``kc-m2m ca``, a loopback server certificate and two client certificates
+    (``machine-a``, ``machine-z``) it signed, by ``kc-m2m cert``: each a ``(cert, key)`` pair of paths."""
+
+    ca: Path
+    server: tuple[Path, Path]
+    client: tuple[Path, Path]
+    other_client: tuple[Path, Path]
+
+    @property
+    def server_files(self) -> TLSFiles:
+        """The server's files for :func:`fastapi_kc_m2m.testing.serve_app`."""
+        return TLSFiles(*self.server, self.ca)
+
+    def context(self, client: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+        """A client context trusting the CA, presenting ``client`` if given."""
+        context = ssl.create_default_context(cafile=self.ca)
+        if client is not None:
+            context.load_cert_chain(*client)
+        return context
+
+
+def make_pki(directory: Path) -> Pki:
+    """Run ``kc-m2m ca`` and ``kc-m2m cert`` in ``directory`` (in-process) and return what they wrote."""
+    out = ["--out", str(directory)]
+    ca = ["--ca", str(directory / "ca.cert.pem"), "--ca-key", str(directory / "ca.key.pem")]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert cli.main(["ca", "--name", "ca", *out]) == 0
+        assert (
+            cli.main(["cert", *ca, "--name", "server", "--server", "--dns", "localhost", "--ip", "127.0.0.1", *out])
+            == 0
+        )
+        assert cli.main(["cert", *ca, "--name", "machine-a", "--kind", "ec", *out]) == 0
+        assert cli.main(["cert", *ca, "--name", "machine-z", *out]) == 0
+
+    def pair(name: str) -> tuple[Path, Path]:
+        return directory / f"{name}.cert.pem", directory / f"{name}.key.pem"
+
+    return Pki(directory / "ca.cert.pem", pair("server"), pair("machine-a"), pair("machine-z"))
+
+
+def thumbprint_of(cert_file: Path) -> str:
+    """The ``x5t#S256`` of a PEM certificate file (RFC 8705 §3.1)."""
+    certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    return certificate_thumbprint(certificate.public_bytes(Encoding.DER))

@@ -5,23 +5,28 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
+import ssl
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from joserfc.jwk import ECKey, RSAKey
 
 from fastapi_kc_m2m._idp.client_auth import load_private_key
 from fastapi_kc_m2m.testing import TestIssuer, generate_key, loopback_socket, serve_app
-from tests.helpers import DPoPPeer
+from tests.helpers import DPoPPeer, make_pki, thumbprint_of
 
 KC_M2M = str(Path(sys.executable).with_name("kc-m2m"))
 SECRET = "cli-s3cret"
@@ -320,3 +325,107 @@ def test_decode_explains_a_dpop_binding(kc: TestIssuer) -> None:
     assert f'"jkt": "{jkt}"' in result.stdout
     assert f"cnf.jkt: bound to the DPoP key with thumbprint '{jkt}' (RFC 9449 §6.1)" in result.stdout.splitlines()
     assert "cnf.jkt" not in run("decode", kc.token()).stdout
+
+
+# ------------------------------------------------------------------ ca and cert: a small CA for mutual TLS
+def test_ca_and_cert_make_a_chain_that_a_real_handshake_accepts(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=pki.ca)
+    server_context.load_cert_chain(*pki.server)
+    server_context.verify_mode = ssl.CERT_REQUIRED
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        seen: list[dict[str, Any]] = []
+
+        def accept() -> None:
+            connection, _ = listener.accept()
+            with server_context.wrap_socket(connection, server_side=True) as tls:
+                seen.append(dict(tls.getpeercert() or {}))
+                tls.sendall(b"ok")
+
+        thread = threading.Thread(target=accept)
+        thread.start()
+        client_context = pki.context(pki.client)  # verifies hostname 127.0.0.1 against the server's SAN
+        with (
+            socket.create_connection(listener.getsockname()) as raw,
+            client_context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            assert tls.recv(2) == b"ok"
+        thread.join(timeout=10)
+    assert seen[0]["subject"] == ((("commonName", "machine-a"),),)
+
+
+def test_ca_is_a_ca_and_cert_has_the_right_purposes_and_names(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    server = x509.load_pem_x509_certificate(pki.server[0].read_bytes())
+    client = x509.load_pem_x509_certificate(pki.client[0].read_bytes())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert ca.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    server_names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert server_names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert [str(ip) for ip in server_names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert list(server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH
+    ]
+    assert list(client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.CLIENT_AUTH
+    ]
+    assert not client.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert client.issuer == server.issuer == ca.subject
+    for key in (tmp_path / "ca.key.pem", pki.server[1], pki.client[1]):
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_cert_prints_the_subject_dn_and_the_thumbprint(tmp_path: Path) -> None:
+    assert run("ca", "--out", str(tmp_path)).returncode == 0
+    ca = ("--ca", str(tmp_path / "ca.cert.pem"), "--ca-key", str(tmp_path / "ca.key.pem"))
+    result = run("cert", *ca, "--name", "machine-a", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "CN=machine-a\n"  # Keycloak's x509.subjectdn
+    assert f"x5t#S256 (cnf of tokens bound to it, RFC 8705 §3.1): {thumbprint_of(tmp_path / 'machine-a.cert.pem')}" in (
+        result.stderr
+    )
+
+
+def test_cert_force_replaces_a_symlinked_key_instead_of_following_it(tmp_path: Path) -> None:
+    assert run("ca", "--out", str(tmp_path)).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("someone else's file")
+    key_file = tmp_path / "m.key.pem"
+    key_file.symlink_to(elsewhere)
+    ca = ("--ca", str(tmp_path / "ca.cert.pem"), "--ca-key", str(tmp_path / "ca.key.pem"))
+    refused = run("cert", *ca, "--name", "m", "--out", str(tmp_path))
+    assert refused.returncode == 2
+    assert "exists; use --force" in one_line_error(refused)
+    assert run("cert", *ca, "--name", "m", "--out", str(tmp_path), "--force").returncode == 0
+    assert elsewhere.read_text() == "someone else's file"
+    assert not key_file.is_symlink()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("swap", "message"),
+    [
+        ("server", "a server certificate needs its host names: --dns and/or --ip"),
+        ("other-key", "--ca-key is not the key of the --ca certificate"),
+        ("not-a-ca", "--ca is not a CA certificate (kc-m2m ca makes one)"),
+        ("cert-as-key", "--ca-key: not an unencrypted PEM private key"),
+    ],
+)
+def test_cert_refuses_what_cannot_make_a_usable_chain(tmp_path: Path, swap: str, message: str) -> None:
+    assert run("ca", "--out", str(tmp_path)).returncode == 0
+    assert run("keygen", "--name", "self", "--out", str(tmp_path)).returncode == 0
+    ca_cert, ca_key = tmp_path / "ca.cert.pem", tmp_path / "ca.key.pem"
+    extra: tuple[str, ...] = ()
+    if swap == "server":
+        extra = ("--server",)
+    elif swap == "other-key":
+        ca_key = tmp_path / "self.key.pem"
+    elif swap == "not-a-ca":
+        ca_cert, ca_key = tmp_path / "self.cert.pem", tmp_path / "self.key.pem"
+    else:
+        ca_key = ca_cert
+    result = run("cert", "--ca", str(ca_cert), "--ca-key", str(ca_key), "--out", str(tmp_path), *extra)
+    assert result.returncode == 2
+    assert one_line_error(result) == f"kc-m2m cert: {message}"
+    assert not (tmp_path / "client.key.pem").exists()

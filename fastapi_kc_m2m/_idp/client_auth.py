@@ -4,7 +4,9 @@ Three methods, as Keycloak's discovery names them:
 
 - ``client_secret_basic``: HTTP Basic with the form-urlencoded client id and secret (RFC 6749 §2.3.1);
 - ``client_secret_post``: ``client_id`` and ``client_secret`` in the form body (RFC 6749 §2.3.1);
-- ``private_key_jwt``: a signed client assertion (RFC 7523 §2.2 and §3, RFC 7521 §4.2).
+- ``private_key_jwt``: a signed client assertion (RFC 7523 §2.2 and §3, RFC 7521 §4.2);
+- ``tls_client_auth`` / ``self_signed_tls_client_auth``: the TLS client certificate, with only
+  ``client_id`` in the form (RFC 8705 §2; Keycloak's ``client-x509``).
 
 Introspection uses it for the resource server's own client; a calling machine can use the same classes
 for its token requests::
@@ -36,18 +38,22 @@ from .._jose.algorithms import ASSERTION_ALGORITHMS, EC_CURVES, MIN_RSA_BITS, ke
 __all__ = [
     "ASSERTION_LIFETIME",
     "CLIENT_ASSERTION_TYPE",
+    "CertificateAuthMethod",
     "ClientAuthMethod",
     "ClientAuthentication",
     "ClientSecretBasic",
     "ClientSecretPost",
     "PrivateKey",
     "PrivateKeyJWT",
+    "TLSClientAuth",
     "client_authentication",
     "key_material",
     "load_private_key",
 ]
 
 ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+#: RFC 8705 §2.1 (PKI) and §2.2 (self-signed): the client is authenticated by its TLS certificate.
+CertificateAuthMethod = Literal["tls_client_auth", "self_signed_tls_client_auth"]
 PrivateKey = RSAKey | ECKey
 
 #: RFC 7523 §2.2: the ``client_assertion_type`` of a JWT client assertion.
@@ -107,6 +113,18 @@ class ClientSecretPost(ClientAuthentication):
 
     def credentials(self, audience: str) -> tuple[dict[str, str], dict[str, str]]:
         return {}, {"client_id": self.client_id, "client_secret": self._secret}
+
+
+class TLSClientAuth(ClientAuthentication):
+    """``tls_client_auth`` / ``self_signed_tls_client_auth`` (RFC 8705 §2): the mutual-TLS handshake
+    authenticates the client; the form carries only ``client_id`` (§2, RFC 6749 §2.3.1 not used)."""
+
+    def __init__(self, client_id: str, method: CertificateAuthMethod = "tls_client_auth") -> None:
+        super().__init__(client_id)
+        self.method = method
+
+    def credentials(self, audience: str) -> tuple[dict[str, str], dict[str, str]]:
+        return {}, {"client_id": self.client_id}
 
 
 class PrivateKeyJWT(ClientAuthentication):

@@ -13,7 +13,7 @@ from .http import FetchError, HttpLimits, read_json_object
 from .singleflight import SingleFlight
 from .urls import check_http_url
 
-__all__ = ["ProviderMetadata", "discovery_url", "endpoint_of"]
+__all__ = ["ProviderMetadata", "discovery_url", "endpoint_of", "mtls_endpoint_of"]
 
 
 def discovery_url(issuer: str) -> str:
@@ -26,7 +26,21 @@ def endpoint_of(document: Mapping[str, Any], issuer: str, name: str) -> str:
     exactly (§4.3); the endpoint may be on another host (a backchannel). Raises :class:`FetchError`."""
     if document.get("issuer") != issuer:
         raise FetchError("discovery names another issuer")
-    url = document.get(name)
+    return _usable_url(document.get(name), name)
+
+
+def mtls_endpoint_of(document: Mapping[str, Any], issuer: str, name: str) -> str:
+    """The endpoint ``name`` for mutual-TLS clients: ``mtls_endpoint_aliases[name]`` when advertised
+    (RFC 8705 §5), else :func:`endpoint_of`. Raises :class:`FetchError`."""
+    default = endpoint_of(document, issuer, name)
+    aliases = document.get("mtls_endpoint_aliases")
+    if not isinstance(aliases, Mapping) or name not in aliases:
+        return default
+    return _usable_url(aliases[name], f"mtls_endpoint_aliases.{name}")
+
+
+def _usable_url(url: Any, name: str) -> str:
+    """``url`` if it is an http(s) URL (:func:`check_http_url`), else :class:`FetchError` naming ``name``."""
     try:
         return check_http_url(url, name) if isinstance(url, str) else check_http_url("", name)
     except ValueError:

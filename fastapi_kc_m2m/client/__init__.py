@@ -6,11 +6,12 @@ Loads neither FastAPI, Starlette nor pydantic-settings. May import :mod:`.._idp`
 httpx and joserfc; never :mod:`..server`, :mod:`..asgi` or :mod:`..settings`.
 """
 
-from .auth import AccessToken, ClientCredentialsAuth, ClientCredentialsError, KeySource, load_signing_key
+from .auth import AccessToken, ClientCert, ClientCredentialsAuth, ClientCredentialsError, KeySource, load_signing_key
 from .jwks import JWKSEndpoint, jwks_endpoint, key_id, public_jwks
 
 __all__ = [
     "AccessToken",
+    "ClientCert",
     "ClientCredentialsAuth",
     "ClientCredentialsError",
     "JWKSEndpoint",

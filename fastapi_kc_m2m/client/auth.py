@@ -8,10 +8,14 @@ One object for ``httpx.Client`` and ``httpx.AsyncClient`` alike::
 
     auth = ClientCredentialsAuth("machine-a", issuer=issuer, private_key="machine-a.key.pem")  # RFC 7523
     auth = ClientCredentialsAuth("machine-a", issuer=issuer, client_secret=secret, dpop=True)  # RFC 9449
+    auth = ClientCredentialsAuth("machine-a", issuer=issuer, client_cert=("a.cert.pem", "a.key.pem"))  # RFC 8705
 
 - The token endpoint is ``token_endpoint``, else the issuer's discovery document (OpenID Connect
   Discovery 1.0 §4) names it; the client authenticates as :mod:`.._idp.client_auth` does (RFC 6749 §2.3.1,
   RFC 7523 §2.2 and §3).
+- With ``client_cert``, token requests run over mutual TLS (RFC 8705): the certificate alone authenticates
+  the client (``tls_client_auth``, §2) unless a secret or key is given too, and discovery's
+  ``mtls_endpoint_aliases.token_endpoint`` (§5) is used when advertised.
 - The token is cached and refreshed ahead of expiry, ``min(30 s, 10 % of its lifetime)`` before it;
   concurrent requests share one refresh (a thread lock for sync clients, an asyncio lock for async ones).
 - A 401 from the API (RFC 6750 §3.1) refreshes the token once and retries once, when the request body
@@ -43,27 +47,36 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
 from .._idp.client_auth import (
+    CertificateAuthMethod,
     ClientAuthentication,
     ClientAuthMethod,
     PrivateKey,
     PrivateKeyJWT,
+    TLSClientAuth,
     client_authentication,
     key_material,
     load_private_key,
 )
-from .._idp.discovery import discovery_url, endpoint_of
+from .._idp.discovery import discovery_url, endpoint_of, mtls_endpoint_of
 from .._idp.http import FetchError, HttpLimits, Unreachable, json_answer, read_answer, read_answer_sync
 from .._idp.urls import check_http_url
 from .._jose.algorithms import EC_CURVES
 from .._jose.dpop import ProofKey
 from .dpop import DPoPKey
 
-__all__ = ["AccessToken", "ClientCredentialsAuth", "ClientCredentialsError", "KeySource", "load_signing_key"]
+__all__ = [
+    "AccessToken",
+    "ClientCert",
+    "ClientCredentialsAuth",
+    "ClientCredentialsError",
+    "KeySource",
+    "load_signing_key",
+]
 
 logger = logging.getLogger("fastapi_kc_m2m")
 
@@ -78,6 +91,7 @@ RETRY_401_AFTER = 5.0
 MAX_RESPONSE_BYTES = 64 * 1024
 # Algorithms tried, in order, when a key is given without one: RS256 for RSA, else by the EC curve.
 _DEFAULT_ALGORITHMS = ("RS256", *EC_CURVES)
+_CERTIFICATE_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
 # RFC 6750 §2.1 b64token: what may follow "Bearer " in a header.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # RFC 6749 §5.2: error codes are %x20-21 / %x23-5B / %x5D-7E; longer ones are not worth repeating.
@@ -144,6 +158,8 @@ class _Step(enum.Enum):
 
 #: A private key as given: a PEM file's path, PEM bytes or text, a private JWK or its JSON text, or a joserfc key.
 KeySource = str | bytes | os.PathLike[str] | Mapping[str, Any] | PrivateKey
+#: A client certificate as httpx's ``cert=`` takes it: the PEM files of the certificate (chain) and its key.
+ClientCert = tuple[str | os.PathLike[str], str | os.PathLike[str]]
 
 # Yields requests (inside the refresh section: to the token endpoint) and lock steps; receives responses.
 _Flow = Generator[httpx.Request | _Step, httpx.Response, None]
@@ -165,6 +181,11 @@ class ClientCredentialsAuth(httpx.Auth):
     private joserfc EC, RSA or OKP key, which must not be the ``private_key`` (RFC 9449 §11.11); the
     key's thumbprint (the tokens' ``cnf.jkt``) is :attr:`jkt`.
 
+    ``client_cert=(cert_path, key_path)`` presents that certificate in the TLS handshakes with Keycloak
+    (RFC 8705): alone, it authenticates the client (``method`` ``tls_client_auth``, the default, or
+    ``self_signed_tls_client_auth``); with a secret or key, those authenticate it and the token is still
+    bound to the certificate. The certificate is added to ``verify`` when that is an ``ssl.SSLContext``.
+
     Each exchange with Keycloak (discovery, token request) must finish within ``timeout`` seconds in all
     and answer at most ``max_response_bytes``; ``verify`` configures TLS. Call :meth:`close` (sync use) or
     :meth:`aclose` (async use) when done.
@@ -178,7 +199,7 @@ class ClientCredentialsAuth(httpx.Auth):
         token_endpoint: str | None = None,
         client_secret: str | None = None,
         private_key: KeySource | None = None,
-        method: ClientAuthMethod | None = None,
+        method: ClientAuthMethod | CertificateAuthMethod | None = None,
         algorithm: str | None = None,
         key_id: str | None = None,
         scope: str | Sequence[str] | None = None,
@@ -187,6 +208,7 @@ class ClientCredentialsAuth(httpx.Auth):
         verify: ssl.SSLContext | bool = True,
         clock: Callable[[], float] = time.time,
         dpop: bool | ProofKey = False,
+        client_cert: ClientCert | None = None,
     ) -> None:
         if issuer is None and token_endpoint is None:
             raise ValueError("give issuer (the realm URL) or token_endpoint")
@@ -194,7 +216,14 @@ class ClientCredentialsAuth(httpx.Auth):
         self.token_endpoint = None if token_endpoint is None else check_http_url(token_endpoint, "token_endpoint")
         self.scope = scope if scope is None or isinstance(scope, str) else " ".join(scope)
         self._credentials = _client_authentication(
-            client_id, client_secret, private_key, method=method, algorithm=algorithm, key_id=key_id, clock=clock
+            client_id,
+            client_secret,
+            private_key,
+            method=method,
+            algorithm=algorithm,
+            key_id=key_id,
+            clock=clock,
+            certificate=client_cert is not None,
         )
         if timeout <= 0 or max_response_bytes <= 0:
             raise ValueError("timeout and max_response_bytes must be positive")
@@ -202,7 +231,8 @@ class ClientCredentialsAuth(httpx.Auth):
         self._clock = clock
         self._timeout = timeout
         self._limits = HttpLimits(max_response_bytes, timeout)
-        self._verify = verify
+        self._mtls = client_cert is not None
+        self._verify = verify if client_cert is None else _tls_context(verify, client_cert)
         self._token: AccessToken | None = None
         self._fetched_for_401: tuple[AccessToken, float] | None = None  # the token and when
         self._thread_lock = threading.Lock()
@@ -339,14 +369,16 @@ class ClientCredentialsAuth(httpx.Auth):
         return request
 
     def _discover(self) -> Generator[httpx.Request, httpx.Response, str]:
-        """The ``token_endpoint`` of the issuer's discovery document, whose ``issuer`` must be ours (§4.3)."""
+        """The ``token_endpoint`` of the issuer's discovery document, whose ``issuer`` must be ours (§4.3);
+        with a client certificate its mutual-TLS alias if advertised (RFC 8705 §5)."""
         issuer = str(self.issuer)  # set whenever token_endpoint is not
         response, where = yield from _ask("discovery", httpx.Request("GET", discovery_url(issuer)))
         if response.status_code != httpx.codes.OK:
             hint = ": is the realm right?" if response.status_code == httpx.codes.NOT_FOUND else ""
             raise ClientCredentialsError("invalid_response", status_code=response.status_code, detail=where + hint)
         try:
-            self.token_endpoint = endpoint_of(json_answer(response.content), issuer, "token_endpoint")
+            lookup = mtls_endpoint_of if self._mtls else endpoint_of
+            self.token_endpoint = lookup(json_answer(response.content), issuer, "token_endpoint")
         except FetchError as exc:
             raise ClientCredentialsError("invalid_response", status_code=200, detail=f"{where}: {exc}") from None
         return self.token_endpoint
@@ -428,22 +460,38 @@ def _client_authentication(
     secret: str | None,
     key: KeySource | None,
     *,
-    method: ClientAuthMethod | None,
+    method: ClientAuthMethod | CertificateAuthMethod | None,
     algorithm: str | None,
     key_id: str | None,
     clock: Callable[[], float],
+    certificate: bool,
 ) -> ClientAuthentication:
-    """The client authentication for exactly one credential: a secret, or a key for ``private_key_jwt``."""
+    """The client authentication for exactly one credential: a secret, a key for ``private_key_jwt``, or
+    with ``certificate`` and neither, the TLS client certificate (RFC 8705 §2)."""
+    if method in _CERTIFICATE_METHODS and (secret is not None or key is not None or not certificate):
+        raise ValueError(f"{method} needs client_cert alone, without client_secret or private_key")
+    if certificate and secret is None and key is None:
+        return TLSClientAuth(client_id, cast(CertificateAuthMethod, method or "tls_client_auth"))
     if (secret is None) == (key is None):
-        raise ValueError("give exactly one of client_secret and private_key")
+        raise ValueError("give exactly one of client_secret and private_key, or client_cert alone")
     if key is None:
         if method == "private_key_jwt":
             raise ValueError("private_key_jwt needs private_key, not client_secret")
-        return client_authentication(method or "client_secret_basic", client_id, secret=secret)
+        return client_authentication(cast(ClientAuthMethod, method or "client_secret_basic"), client_id, secret=secret)
     if method not in (None, "private_key_jwt"):
         raise ValueError(f"{method} needs client_secret, not private_key")
     loaded, algorithm = load_signing_key(key, algorithm)
     return PrivateKeyJWT(client_id, loaded, algorithm=algorithm, key_id=key_id, clock=clock)
+
+
+def _tls_context(verify: ssl.SSLContext | bool, client_cert: ClientCert) -> ssl.SSLContext:
+    """``verify`` as an SSL context presenting ``client_cert`` (RFC 8705 §2; RFC 8446 §4.4.2)."""
+    context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+    try:
+        context.load_cert_chain(*client_cert)
+    except ssl.SSLError:  # never repeat what the files hold
+        raise ValueError("client_cert: not a PEM certificate and its matching private key") from None
+    return context
 
 
 def _dpop_key(dpop: bool | ProofKey, credentials: ClientAuthentication, clock: Callable[[], float]) -> DPoPKey | None:

@@ -12,7 +12,7 @@ from .dpop import DPoPCaller
 from .failures import FailureMode
 from .issuer import OMIT, TestIssuer
 from .keys import FrozenClock, SigningKey, generate_key
-from .serving import loopback_socket, serve_app
+from .serving import TLSFiles, loopback_socket, serve_app
 
 __all__ = [
     "OMIT",
@@ -20,6 +20,7 @@ __all__ = [
     "FailureMode",
     "FrozenClock",
     "SigningKey",
+    "TLSFiles",
     "TestIssuer",
     "b64url",
     "generate_key",

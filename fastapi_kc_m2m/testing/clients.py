@@ -3,7 +3,9 @@
 ``client_secret_basic`` and ``client_secret_post`` (RFC 6749 §2.3.1) against a registered secret;
 ``private_key_jwt`` (RFC 7523 §3) against a registered public key: signature, ``iss`` = ``sub`` = the
 client id, ``aud`` one string naming the realm or one of its endpoints, ``exp`` no more than 60 s after
-``iat``, and a ``jti`` never seen before. Exactly one method per request.
+``iat``, and a ``jti`` never seen before; ``tls_client_auth`` (RFC 8705 §2.1, Keycloak's ``client-x509``)
+by the subject DN of the TLS client certificate, with only ``client_id`` in the form. Exactly one method
+per request.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
+from cryptography import x509
 from joserfc import jwt
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
@@ -29,8 +32,9 @@ _ALGORITHMS = sorted(SUPPORTED_ALGORITHMS)
 @dataclass(frozen=True, slots=True)
 class RegisteredClient:
     """A confidential client: a secret (``client-secret``) or a public key (``client-jwt``), the
-    roles of its service account (realm roles; client id -> role names), and whether its tokens must
-    be DPoP-bound (Keycloak's ``dpop.bound.access.tokens``)."""
+    roles of its service account (realm roles; client id -> role names), whether its tokens must
+    be DPoP-bound (Keycloak's ``dpop.bound.access.tokens``), and the subject DN (RFC 4514) of the TLS
+    client certificate authenticating it (``client-x509``'s ``x509.subjectdn``)."""
 
     client_id: str
     secret: str | None = None
@@ -38,6 +42,7 @@ class RegisteredClient:
     realm_roles: tuple[str, ...] = ()
     client_roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     dpop_bound: bool = False
+    tls_subject: str | None = None
 
 
 class ClientRegistry:
@@ -53,9 +58,14 @@ class ClientRegistry:
         """Add or replace a client."""
         self.clients[client.client_id] = client
 
-    def authenticate(self, authorization: str | None, form: Mapping[str, str]) -> str | None:
-        """The id of the client authenticated by exactly one method, else ``None``."""
+    def authenticate(
+        self, authorization: str | None, form: Mapping[str, str], certificate: x509.Certificate | None = None
+    ) -> str | None:
+        """The id of the client authenticated by exactly one method, else ``None``; with no secret or
+        assertion, by the TLS client ``certificate``."""
         used = [authorization is not None, "client_secret" in form, "client_assertion" in form]
+        if not any(used):
+            return self._certificate_matches(form.get("client_id", ""), certificate)
         if sum(used) != 1:
             return None
         if authorization is not None:
@@ -69,6 +79,13 @@ class ClientRegistry:
         if client is None or client.secret is None or not hmac.compare_digest(client.secret, secret):
             return None
         return client_id
+
+    def _certificate_matches(self, client_id: str, certificate: x509.Certificate | None) -> str | None:
+        """RFC 8705 §2.1: the certificate's subject DN is the one registered for ``client_id``."""
+        client = self.clients.get(client_id)
+        if client is None or client.tls_subject is None or certificate is None:
+            return None
+        return client_id if certificate.subject.rfc4514_string() == client.tls_subject else None
 
     def _basic(self, authorization: str) -> str | None:
         """RFC 6749 §2.3.1: ``Basic base64(urlencode(id) ":" urlencode(secret))``."""

@@ -33,6 +33,15 @@ directly, and :meth:`TestIssuer.bad_proofs` hands out proofs a resource server m
     key = generate_key("ES256")
     token = issuer.token(dpop_key=key)
     proofs = issuer.bad_proofs(key, token, "GET", "https://api.test/orders")
+
+``TestIssuer.serving(tls=TLSFiles(cert, key, ca))`` serves over HTTPS requiring a client certificate
+signed by ``ca``, advertising ``mtls_endpoint_aliases`` (RFC 8705 §5); a client registered with
+``tls_subject`` authenticates by certificate (``tls_client_auth``), and tokens issued over mutual TLS
+are bound to the certificate (``cnf["x5t#S256"]``, RFC 8705 §3) as with Keycloak's "OAuth 2.0 Mutual
+TLS Certificate Bound Access Tokens"::
+
+    with TestIssuer.serving(tls=TLSFiles("issuer.cert.pem", "issuer.key.pem", "ca.cert.pem")) as issuer:
+        issuer.register_client("machine-a", tls_subject="CN=machine-a")
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from joserfc.jwk import OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 from starlette.applications import Starlette
@@ -62,6 +73,7 @@ from starlette.routing import Route
 from .._jose.algorithms import EC_CURVES, SUPPORTED_ALGORITHMS
 from .._jose.dpop import ProofKey, access_token_hash, make_proof
 from .._jose.jws import b64url, parse, signature_is_valid
+from .._jose.x5t import certificate_thumbprint
 from ..asgi.resource_server import KeycloakResourceServer
 from ..server.observer import Observer
 from ..server.store import Store
@@ -70,7 +82,7 @@ from .clients import ClientRegistry, RegisteredClient
 from .dpop import Refusal, TokenEndpointProofs, bound_claims, thumbprint
 from .failures import FailureMode, misshapen
 from .keys import SigningKey, generate_key
-from .serving import loopback_socket, serve_app
+from .serving import TLSFiles, loopback_socket, serve_app
 
 __all__ = ["OMIT", "TestIssuer"]
 
@@ -113,7 +125,8 @@ class TestIssuer:
     The token endpoint grants only scopes among ``optional_scopes``: Keycloak's default optional client
     scopes plus those given (RFC 6749 §3.3; others are refused with ``invalid_scope``). A token request
     with a valid DPoP proof gets a bound token (RFC 9449 §5); with ``dpop_nonce=True`` only once the
-    proof carries the issuer's nonce (§8).
+    proof carries the issuer's nonce (§8). With ``mtls=True`` discovery advertises
+    ``mtls_endpoint_aliases`` (RFC 8705 §5), a token endpoint of its own for mutual-TLS clients.
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -129,8 +142,10 @@ class TestIssuer:
         audience_rule: bool = False,
         optional_scopes: Iterable[str] = (),
         dpop_nonce: bool = False,
+        mtls: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.mtls = mtls
         self.realm = realm
         self.issuer = f"{self.base_url}/realms/{realm}"
         self.audience = audience
@@ -150,7 +165,8 @@ class TestIssuer:
         self.no_service_account: set[str] = set()
         endpoints = self.discovery_document()
         self.clients = ClientRegistry(
-            (self.issuer, endpoints["token_endpoint"], endpoints["introspection_endpoint"]), clock
+            (self.issuer, endpoints["token_endpoint"], endpoints["introspection_endpoint"], self._mtls_token_endpoint),
+            clock,
         )
         self.dpop = TokenEndpointProofs(endpoints["token_endpoint"], clock, nonce=dpop_nonce)
         self._full_claims: dict[str, dict[str, Any]] = {}  # of lightweight tokens, by jti
@@ -161,6 +177,7 @@ class TestIssuer:
                 Route(f"/realms/{realm}/protocol/openid-connect/certs", self._jwks),
                 Route(f"/realms/{realm}/protocol/openid-connect/token/introspect", self._introspect, methods=["POST"]),
                 Route(f"/realms/{realm}/protocol/openid-connect/token", self._token, methods=["POST"]),
+                Route(f"/realms/{realm}/protocol/openid-connect/mtls/token", self._token, methods=["POST"]),
             ]
         )
 
@@ -186,12 +203,14 @@ class TestIssuer:
 
     @classmethod
     @contextlib.contextmanager
-    def serving(cls, realm: str = "test", **options: Any) -> Iterator[TestIssuer]:
+    def serving(cls, realm: str = "test", *, tls: TLSFiles | None = None, **options: Any) -> Iterator[TestIssuer]:
         """Run a new issuer on ``http://127.0.0.1:<free port>`` with uvicorn (``pip install
-        fastapi_kc_m2m[testing]``) in a thread; ``options`` go to the constructor."""
+        fastapi_kc_m2m[testing]``) in a thread; ``options`` go to the constructor. With ``tls``, on
+        ``https://`` requiring client certificates, with ``mtls=True``."""
         with loopback_socket() as sock:
-            issuer = cls(f"http://127.0.0.1:{sock.getsockname()[1]}", realm, **options)
-            with serve_app(issuer.app, sock):
+            scheme = "http" if tls is None else "https"
+            issuer = cls(f"{scheme}://127.0.0.1:{sock.getsockname()[1]}", realm, mtls=tls is not None, **options)
+            with serve_app(issuer.app, sock, tls=tls):
                 try:
                     yield issuer
                 finally:
@@ -252,7 +271,8 @@ class TestIssuer:
         """The token endpoint (RFC 6749 §3.2) for the client-credentials grant; errors as RFC 6749 §5.2,
         a nonce demanded in ``DPoP-Nonce`` (RFC 9449 §8)."""
         form = await _unique_form(request)
-        outcome = self._grant(request.headers.get("authorization"), form, request.headers.getlist("dpop"))
+        certificate = _client_certificate(request)
+        outcome = self._grant(request.headers.get("authorization"), form, request.headers.getlist("dpop"), certificate)
         if isinstance(outcome, Refusal):
             self.requests["token"] += 1
             headers = {"Cache-Control": "no-store"} | ({} if outcome.nonce is None else {"DPoP-Nonce": outcome.nonce})
@@ -260,14 +280,18 @@ class TestIssuer:
         return await self._answer("token", outcome)
 
     def _grant(
-        self, authorization: str | None, form: Mapping[str, str] | None, proofs: Sequence[str]
+        self,
+        authorization: str | None,
+        form: Mapping[str, str] | None,
+        proofs: Sequence[str],
+        certificate: x509.Certificate | None = None,
     ) -> dict[str, Any] | Refusal:
         """RFC 6749 §4.4.2-3: the token response, or the refusal, checked in Keycloak's order."""
         if form is None or "grant_type" not in form:
             return Refusal("invalid_request", 400)
         if form["grant_type"] != "client_credentials":
             return Refusal("unsupported_grant_type", 400)
-        client_id = self._service_account(authorization, form)
+        client_id = self._service_account(authorization, form, certificate)
         if isinstance(client_id, Refusal):
             return client_id
         jkt = self._binding(client_id, proofs)
@@ -276,11 +300,14 @@ class TestIssuer:
         requested = form.get("scope", "").split()
         if not set(requested) <= self.optional_scopes:
             return Refusal("invalid_scope", 400)
-        return self.token_response(client_id, requested, jkt=jkt)
+        x5t = None if certificate is None else certificate_thumbprint(certificate.public_bytes(Encoding.DER))
+        return self.token_response(client_id, requested, jkt=jkt, x5t=x5t)
 
-    def _service_account(self, authorization: str | None, form: Mapping[str, str]) -> str | Refusal:
-        """The authenticated client (RFC 6749 §2.3), if it has a service account (Keycloak's rule)."""
-        client_id = self.clients.authenticate(authorization, form)
+    def _service_account(
+        self, authorization: str | None, form: Mapping[str, str], certificate: x509.Certificate | None
+    ) -> str | Refusal:
+        """The authenticated client (RFC 6749 §2.3, RFC 8705 §2), if it has a service account (Keycloak's rule)."""
+        client_id = self.clients.authenticate(authorization, form, certificate)
         if client_id is None:
             return Refusal("invalid_client", 401)
         return Refusal("unauthorized_client", 400) if client_id in self.no_service_account else client_id
@@ -293,10 +320,13 @@ class TestIssuer:
             return Refusal("invalid_request", 400)
         return jkt
 
-    def token_response(self, client_id: str, scopes: Sequence[str] = (), *, jkt: str | None = None) -> dict[str, Any]:
+    def token_response(
+        self, client_id: str, scopes: Sequence[str] = (), *, jkt: str | None = None, x5t: str | None = None
+    ) -> dict[str, Any]:
         """Keycloak's answer to a client-credentials grant (RFC 6749 §5.1): a new token for ``client_id``
         (its ``azp``) with the requested ``scopes`` before the default ``profile email``, and the roles
-        the client was registered with; bound to the key of thumbprint ``jkt`` if given (RFC 9449 §5)."""
+        the client was registered with; bound to the key of thumbprint ``jkt`` if given (RFC 9449 §5),
+        and to the TLS client certificate of thumbprint ``x5t`` (``cnf["x5t#S256"]``, RFC 8705 §3.1)."""
         scope = " ".join(dict.fromkeys([*scopes, "profile", "email"]))
         client = self.clients.clients.get(client_id, RegisteredClient(client_id))
         token = self.token(
@@ -305,7 +335,7 @@ class TestIssuer:
             lifetime=self.token_lifetime,
             realm_roles=client.realm_roles,
             client_roles=client.client_roles,
-            **({} if jkt is None else bound_claims(jkt)),
+            **_bindings(jkt, x5t),
         )
         return {
             "access_token": token,
@@ -327,8 +357,18 @@ class TestIssuer:
             "revocation_endpoint": f"{endpoints}/revoke",
             "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
             "dpop_signing_alg_values_supported": sorted(SUPPORTED_ALGORITHMS),  # RFC 9449 §5.1
-            "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
-        }
+            "token_endpoint_auth_methods_supported": [
+                "private_key_jwt",
+                "client_secret_basic",
+                "client_secret_post",
+                "tls_client_auth",
+            ],
+        } | ({"mtls_endpoint_aliases": {"token_endpoint": self._mtls_token_endpoint}} if self.mtls else {})
+
+    @property
+    def _mtls_token_endpoint(self) -> str:
+        """The token endpoint for mutual-TLS clients (RFC 8705 §5), apart from the other to tell which is used."""
+        return f"{self.issuer}/protocol/openid-connect/mtls/token"
 
     def jwks(self) -> dict[str, Any]:
         """The published JWK Set: every signing key (with ``use`` and ``alg``) plus an encryption key."""
@@ -345,16 +385,20 @@ class TestIssuer:
         realm_roles: Sequence[str] = (),
         client_roles: Mapping[str, Sequence[str]] | None = None,
         dpop_bound: bool = False,
+        tls_subject: str | None = None,
     ) -> None:
         """Register a confidential client (default id: the audience) that may introspect and get tokens:
         with a ``secret`` (``client_secret_basic``/``client_secret_post``) or a ``public_key``
         (``private_key_jwt``). Its service account holds ``realm_roles`` and ``client_roles`` (client id
         -> role names): the token endpoint's tokens for it carry them. ``dpop_bound`` is Keycloak's
         "Require DPoP bound tokens" (``dpop.bound.access.tokens``): token requests without a proof are
-        refused with ``invalid_request``."""
+        refused with ``invalid_request``. ``tls_subject`` (RFC 4514, e.g. ``CN=machine-a``) lets it
+        authenticate by a TLS client certificate with that subject (``tls_client_auth``, RFC 8705 §2.1)."""
         roles = {client: tuple(names) for client, names in (client_roles or {}).items()}
         self.clients.register(
-            RegisteredClient(client_id or self.audience, secret, public_key, tuple(realm_roles), roles, dpop_bound)
+            RegisteredClient(
+                client_id or self.audience, secret, public_key, tuple(realm_roles), roles, dpop_bound, tls_subject
+            )
         )
 
     def revoke(self, token: str) -> None:
@@ -559,6 +603,20 @@ class TestIssuer:
             "missing_jti": resigned({}, {"jti": OMIT}),
             "other_key": make_proof(generate_key(header["alg"]), **fields | {"algorithm": header["alg"]}),
         }
+
+
+def _bindings(jkt: str | None, x5t: str | None) -> dict[str, Any]:
+    """The claims binding a token to a DPoP key (RFC 9449 §6.1) and/or a TLS client certificate (RFC 8705 §3.1)."""
+    claims = {} if jkt is None else bound_claims(jkt)
+    if x5t is not None:
+        claims["cnf"] = {**claims.get("cnf", {}), "x5t#S256": x5t}
+    return claims
+
+
+def _client_certificate(request: Request) -> x509.Certificate | None:
+    """The TLS client certificate of the ASGI TLS extension (``client_cert_chain``, PEM, leaf first)."""
+    chain = (request.scope.get("extensions") or {}).get("tls", {}).get("client_cert_chain")
+    return x509.load_pem_x509_certificate(chain[0].encode()) if chain else None
 
 
 def _hs256(header: Mapping[str, Any], payload_b64: str, secret: bytes) -> str:

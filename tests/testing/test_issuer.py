@@ -1,18 +1,26 @@
 """The test issuer as a user's tests set it up: optional scopes, registered roles, serving on loopback,
-DPoP-bound tokens (RFC 9449) and proofs a resource server must refuse."""
+DPoP-bound tokens (RFC 9449) and proofs a resource server must refuse, mutual TLS (RFC 8705)."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from fastapi_kc_m2m._jose.algorithms import SUPPORTED_ALGORITHMS
 from fastapi_kc_m2m._jose.dpop import ProofError, ProofKey, access_token_hash, check_proof, jwk_thumbprint, make_proof
 from fastapi_kc_m2m._jose.jws import parse
+from fastapi_kc_m2m._jose.x5t import certificate_thumbprint
+from fastapi_kc_m2m.cli import issue_certificate
 from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, generate_key
+from fastapi_kc_m2m.testing.dpop import Refusal
+from tests.helpers import make_pki
 
 pytestmark = pytest.mark.anyio
 
@@ -256,3 +264,44 @@ def test_bad_proofs_fail_each_for_its_reason(issuer: TestIssuer, algorithm: str)
     assert parse(proofs["wrong_htm"]).payload["nonce"] == "n-1"
     good = make_proof(key, htm="GET", htu=RESOURCE, iat=issuer.clock(), ath=parse(proofs["wrong_htm"]).payload["ath"])
     assert resource_check(issuer, good, token) == parse(token).payload["cnf"]["jkt"]
+
+
+# ------------------------------------------------------------------ mutual TLS (RFC 8705)
+def test_only_an_issuer_served_with_tls_advertises_mtls_aliases(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    with TestIssuer.serving() as plain:
+        assert "mtls_endpoint_aliases" not in plain.discovery_document()
+    with TestIssuer.serving(tls=pki.server_files) as issuer:
+        answer = httpx.get(f"{issuer.issuer}/.well-known/openid-configuration", verify=pki.context(pki.client))
+    assert issuer.issuer.startswith("https://127.0.0.1:")
+    assert answer.json()["mtls_endpoint_aliases"] == {
+        "token_endpoint": f"{issuer.issuer}/protocol/openid-connect/mtls/token"
+    }
+
+
+def test_a_certificate_authenticates_only_the_client_of_its_subject(issuer: TestIssuer) -> None:
+    issuer.register_client("machine-a", tls_subject="CN=machine-a")
+    issuer.register_client("machine-z", tls_subject="CN=machine-z")
+    certificate = make_certificate("machine-a")
+    form = {"grant_type": "client_credentials", "client_id": "machine-a"}
+    own = issuer._grant(None, form, (), certificate)
+    assert isinstance(own, dict)
+    assert parse(own["access_token"]).payload["azp"] == "machine-a"
+    assert issuer._grant(None, form | {"client_id": "machine-z"}, (), certificate) == Refusal("invalid_client", 401)
+    assert issuer._grant(None, form, (), None) == Refusal("invalid_client", 401)  # no certificate, no credential
+
+
+def test_a_dpop_token_over_mutual_tls_is_bound_to_both(issuer: TestIssuer) -> None:
+    issuer.register_client("billing", secret="s")
+    certificate = make_certificate("billing")
+    form = {"grant_type": "client_credentials", "client_id": "billing", "client_secret": "s"}
+    answer = issuer._grant(None, form, [token_proof(issuer)], certificate)
+    assert isinstance(answer, dict)
+    cnf = parse(answer["access_token"]).payload["cnf"]
+    assert cnf["jkt"] == JKT
+    assert cnf["x5t#S256"] == certificate_thumbprint(certificate.public_bytes(Encoding.DER))
+
+
+def make_certificate(name: str) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return issue_certificate(key.public_key(), name, signer=key, days=1)
