@@ -46,10 +46,14 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def api_client(app: ASGIApp, base_url: str = API_URL, root_path: str = "") -> httpx.AsyncClient:
+def api_client(
+    app: ASGIApp, base_url: str = API_URL, root_path: str = "", peer: tuple[str, int] = ("127.0.0.1", 123)
+) -> httpx.AsyncClient:
     """An httpx client calling ``app`` in-process (no lifespan runs: see the ``lifespan_client`` fixture);
-    a ``root_path`` is set in the scope as ``uvicorn --root-path`` does (the path keeps it)."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path=root_path), base_url=base_url)
+    a ``root_path`` is set in the scope as ``uvicorn --root-path`` does (the path keeps it), ``peer`` is
+    the scope's ``client``."""
+    transport = httpx.ASGITransport(app=app, root_path=root_path, client=peer)
+    return httpx.AsyncClient(transport=transport, base_url=base_url)
 
 
 class Gate(httpx.AsyncBaseTransport):
@@ -296,8 +300,6 @@ class CertificateAuthority:
 
     @staticmethod
     def _make(name: str, issuer: Certificate | None, extension: Any, *, server: bool = False) -> Certificate:
-
-
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         now = datetime.datetime.now(datetime.UTC)

@@ -20,7 +20,11 @@ pytestmark = pytest.mark.anyio
 
 CA = CertificateAuthority()
 CERT_A, CERT_B = CA.issue("machine-a"), CA.issue("machine-b")
-PROXY = {"client_cert_header": "ssl-client-cert", "client_cert_format": "pem-urlencoded", "trusted_proxies": "127.0.0.1"}
+PROXY = {
+    "client_cert_header": "ssl-client-cert",
+    "client_cert_format": "pem-urlencoded",
+    "trusted_proxies": "127.0.0.1",
+}
 
 
 def with_cert(token: str, der: bytes | None) -> RequestContext:
@@ -74,7 +78,8 @@ async def test_without_a_certificate_source_bound_tokens_are_refused_with_one_hi
             with pytest.raises(InvalidToken, match="without a client certificate"):
                 await auth.verify(issuer.token(cnf={"x5t#S256": CERT_A.x5t}))
     assert len(hints.hints) == 1
-    assert "KC_M2M_CLIENT_CERT_HEADER" in hints.hints[0] and "KC_M2M_TRUSTED_PROXIES" in hints.hints[0]
+    assert "KC_M2M_CLIENT_CERT_HEADER" in hints.hints[0]
+    assert "KC_M2M_TRUSTED_PROXIES" in hints.hints[0]
 
 
 async def test_with_a_certificate_source_no_hint(issuer: TestIssuer) -> None:
