@@ -267,3 +267,33 @@ def test_a_url_with_credentials_is_refused_without_repeating_them() -> None:
         KeycloakSettings(issuers=("https://admin:hunter2@kc.example/realms/x",), audience="orders")
     assert "user name or password" in str(error.value)
     assert "hunter2" not in str(error.value)
+
+
+# ------------------------------------------------------------------ client certificate source (RFC 8705 §3)
+CERT_SOURCE = {"client_cert_header": "ssl-client-cert", "client_cert_format": "pem-urlencoded"}
+
+
+def test_certificate_source_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KC_M2M_CLIENT_CERT_HEADER", "x-forwarded-client-cert")
+    monkeypatch.setenv("KC_M2M_CLIENT_CERT_FORMAT", "xfcc")
+    monkeypatch.setenv("KC_M2M_TRUSTED_PROXIES", "10.0.0.7, 172.16.0.0/12,::1")
+    settings = KeycloakSettings(**BASE)
+    assert [str(network) for network in settings.trusted_proxies] == ["10.0.0.7/32", "172.16.0.0/12", "::1/128"]
+    assert (settings.client_cert_header, settings.client_cert_format) == ("x-forwarded-client-cert", "xfcc")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "hint"),
+    [
+        (CERT_SOURCE, "go together"),
+        ({"client_cert_format": "rfc9440", "trusted_proxies": "10.0.0.1"}, "go together"),
+        ({"trusted_proxies": "10.0.0.1"}, "go together"),
+        (CERT_SOURCE | {"client_cert_header": "SSL-Client-Cert", "trusted_proxies": "10.0.0.1"}, "lower-case"),
+        (CERT_SOURCE | {"client_cert_header": "ssl client cert", "trusted_proxies": "10.0.0.1"}, "lower-case"),
+        (CERT_SOURCE | {"trusted_proxies": "proxy.internal"}, "KC_M2M_TRUSTED_PROXIES must list"),
+        (CERT_SOURCE | {"client_cert_format": "pem", "trusted_proxies": "10.0.0.1"}, "KC_M2M_CLIENT_CERT_FORMAT"),
+    ],
+)
+def test_invalid_certificate_source_says_what_to_fix(overrides: dict[str, object], hint: str) -> None:
+    with pytest.raises(SettingsError, match=hint):
+        KeycloakSettings(**(BASE | overrides))
