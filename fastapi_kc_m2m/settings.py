@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._idp.client_auth import ClientAuthMethod
 from ._idp.http import HttpLimits
-from ._idp.urls import check_http_url
+from ._idp.urls import check_http_url, is_cleartext_over_network
 from ._jose.algorithms import ASSERTION_ALGORITHMS, SUPPORTED_ALGORITHMS
 from ._jose.strictjson import loads_object
 
@@ -194,6 +194,9 @@ class KeycloakSettings(BaseSettings):
     trusted_proxies: _Networks = Field(
         default=(), description="Addresses and CIDR ranges of the proxies whose certificate header is trusted"
     )
+    allow_http: bool = Field(
+        default=False, description="Allow http:// Keycloak URLs to hosts other than loopback (tokens in clear)"
+    )
 
     if not TYPE_CHECKING:  # type checkers keep the generated keyword signature
 
@@ -342,7 +345,18 @@ class KeycloakSettings(BaseSettings):
             self._check_client_credentials()
         self._check_dpop()
         self._check_client_cert_source()
+        self._check_cleartext()
         return self
+
+    def _check_cleartext(self) -> None:
+        """No token or client secret crosses a network in clear unless ``KC_M2M_ALLOW_HTTP`` says so."""
+        urls = (*self.trusted_issuers, *self.jwks_uris.values(), *self.introspection_endpoints.values())
+        cleartext = sorted({url for url in urls if is_cleartext_over_network(url)})
+        if cleartext and not self.allow_http:
+            raise ValueError(
+                f"http:// Keycloak URLs to a host other than loopback send tokens in clear: {cleartext};"
+                " use https://, or set KC_M2M_ALLOW_HTTP=true on a network you trust"
+            )
 
     def _check_client_cert_source(self) -> None:
         """A proxy's certificate header (RFC 8705 §3) needs its name, its format and the proxies to trust."""

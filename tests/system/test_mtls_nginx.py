@@ -8,6 +8,7 @@ caller without a certificate, and a forged ``ssl-client-cert`` sent straight to 
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import ssl
@@ -76,12 +77,13 @@ def nginx_config(tmp: Path, ca: CertificateAuthority, listen: str, upstream: str
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory, ca: CertificateAuthority, api: str) -> Iterator[str]:
     """nginx in the foreground (``daemon off``) on a free loopback port; stopped whatever happens."""
-    if shutil.which("nginx") is None:
+    nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    if nginx is None:
         raise RuntimeError("nginx is missing: run scripts/bootstrap --with-node")
     tmp = tmp_path_factory.mktemp("nginx")
     port = free_port()
     config = nginx_config(tmp, ca, f"127.0.0.1:{port}", api.removeprefix("http://"))
-    argv = ["nginx", "-p", str(tmp), "-c", str(config), "-e", str(tmp / "error.log")]
+    argv = [nginx, "-p", str(tmp), "-c", str(config), "-e", str(tmp / "error.log")]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
     try:
         _wait_for_port(process, port, tmp / "error.log")
