@@ -37,7 +37,8 @@ _XFCC_PAIR = re.compile(r'([A-Za-z]+)=("(?:[^"\\]|\\.)*"|[^;,"]*)([;,]?)')
 
 def client_certificate(scope: Scope, settings: KeycloakSettings) -> bytes | None:
     """The DER certificate the client presented, None when none reaches this service."""
-    chain = scope.get("extensions", {}).get("tls", {}).get("client_cert_chain")
+    tls = (scope.get("extensions") or {}).get("tls") or {}
+    chain = tls.get("client_cert_chain")
     if chain:
         return _der_from_pem(chain[0].encode("ascii", "replace") if isinstance(chain[0], str) else b"")
     name = settings.client_cert_header
