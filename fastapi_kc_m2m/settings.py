@@ -7,6 +7,7 @@ naming the variable to fix.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -19,7 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._idp.client_auth import ClientAuthMethod
 from ._idp.http import HttpLimits
-from ._idp.urls import check_http_url
+from ._idp.urls import check_http_url, is_cleartext_over_network
 from ._jose.algorithms import ASSERTION_ALGORITHMS, SUPPORTED_ALGORITHMS
 from ._jose.strictjson import loads_object
 
@@ -32,8 +33,15 @@ _REALM_URL = re.compile(r"/realms/[^/]+$")
 IntrospectionPolicy = Literal["off", "always", "per_route"]
 #: DPoP-bound tokens (RFC 9449): refused, accepted with a valid proof beside Bearer tokens, or the only kind.
 DPoPPolicy = Literal["off", "allowed", "required"]
+#: How a TLS-terminating proxy forwards the client certificate (RFC 8705 §3): nginx's
+#: ``$ssl_client_escaped_cert``, RFC 9440 ``Client-Cert``, or Envoy's ``x-forwarded-client-cert``.
+ClientCertFormat = Literal["pem-urlencoded", "rfc9440", "xfcc"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _CommaList = Annotated[tuple[str, ...], NoDecode]
+_Networks = Annotated[tuple[IPNetwork, ...], NoDecode]
+#: An HTTP field name (RFC 9110 §5.1), lower-case as ASGI delivers it.
+_HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
 #: A JSON object in the environment, parsed by the field's validator so its errors name the variable.
 _JsonMap = Annotated[dict[str, str], NoDecode]
 
@@ -177,6 +185,18 @@ class KeycloakSettings(BaseSettings):
     redis_timeout: float = Field(
         default=0.25, gt=0, le=5, description="Seconds one Redis command may take; then Redis counts as down"
     )
+    client_cert_header: str | None = Field(
+        default=None, description="Header a TLS-terminating proxy puts the client certificate in, lower-case"
+    )
+    client_cert_format: ClientCertFormat | None = Field(
+        default=None, description="Its format: pem-urlencoded (nginx), rfc9440 (Client-Cert) or xfcc (Envoy)"
+    )
+    trusted_proxies: _Networks = Field(
+        default=(), description="Addresses and CIDR ranges of the proxies whose certificate header is trusted"
+    )
+    allow_http: bool = Field(
+        default=False, description="Allow http:// Keycloak URLs to hosts other than loopback (tokens in clear)"
+    )
 
     if not TYPE_CHECKING:  # type checkers keep the generated keyword signature
 
@@ -206,6 +226,21 @@ class KeycloakSettings(BaseSettings):
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split(value)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        try:
+            return tuple(ipaddress.ip_network(item, strict=False) for item in _split(value))
+        except (TypeError, ValueError):
+            raise ValueError("KC_M2M_TRUSTED_PROXIES must list IP addresses and CIDR ranges, comma-separated") from None
+
+    @field_validator("client_cert_header")
+    @classmethod
+    def _check_header_name(cls, value: str | None) -> str | None:
+        if value is not None and not _HEADER_NAME.fullmatch(value):
+            raise ValueError("KC_M2M_CLIENT_CERT_HEADER must be a lower-case header name, e.g. ssl-client-cert")
+        return value
 
     @field_validator("jwks_uris", "introspection_endpoints", mode="before")
     @classmethod
@@ -309,7 +344,28 @@ class KeycloakSettings(BaseSettings):
         if self.introspects:
             self._check_client_credentials()
         self._check_dpop()
+        self._check_client_cert_source()
+        self._check_cleartext()
         return self
+
+    def _check_cleartext(self) -> None:
+        """No token or client secret crosses a network in clear unless ``KC_M2M_ALLOW_HTTP`` says so."""
+        urls = (*self.trusted_issuers, *self.jwks_uris.values(), *self.introspection_endpoints.values())
+        cleartext = sorted({url for url in urls if is_cleartext_over_network(url)})
+        if cleartext and not self.allow_http:
+            raise ValueError(
+                f"http:// Keycloak URLs to a host other than loopback send tokens in clear: {cleartext};"
+                " use https://, or set KC_M2M_ALLOW_HTTP=true on a network you trust"
+            )
+
+    def _check_client_cert_source(self) -> None:
+        """A proxy's certificate header (RFC 8705 §3) needs its name, its format and the proxies to trust."""
+        given = (self.client_cert_header is not None, self.client_cert_format is not None, bool(self.trusted_proxies))
+        if any(given) and not all(given):
+            raise ValueError(
+                "KC_M2M_CLIENT_CERT_HEADER, KC_M2M_CLIENT_CERT_FORMAT and KC_M2M_TRUSTED_PROXIES go together:"
+                " set all three or none"
+            )
 
     def _check_dpop(self) -> None:
         """DPoP proof algorithms from the one table, a public URL without path tricks, nonces with a key."""

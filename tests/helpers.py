@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
+import hashlib
 import io
+import ipaddress
 import json
 import shutil
 import signal
@@ -23,7 +26,10 @@ from typing import Any
 import anyio
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -47,10 +53,14 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def api_client(app: ASGIApp, base_url: str = API_URL, root_path: str = "") -> httpx.AsyncClient:
+def api_client(
+    app: ASGIApp, base_url: str = API_URL, root_path: str = "", peer: tuple[str, int] = ("127.0.0.1", 123)
+) -> httpx.AsyncClient:
     """An httpx client calling ``app`` in-process (no lifespan runs: see the ``lifespan_client`` fixture);
-    a ``root_path`` is set in the scope as ``uvicorn --root-path`` does (the path keeps it)."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, root_path=root_path), base_url=base_url)
+    a ``root_path`` is set in the scope as ``uvicorn --root-path`` does (the path keeps it), ``peer`` is
+    the scope's ``client``."""
+    transport = httpx.ASGITransport(app=app, root_path=root_path, client=peer)
+    return httpx.AsyncClient(transport=transport, base_url=base_url)
 
 
 class Gate(httpx.AsyncBaseTransport):
@@ -312,3 +322,51 @@ def thumbprint_of(cert_file: Path) -> str:
     """The ``x5t#S256`` of a PEM certificate file (RFC 8705 §3.1)."""
     certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
     return certificate_thumbprint(certificate.public_bytes(Encoding.DER))
+class Certificate:
+    """A certificate and its key, PEM, and the ``x5t#S256`` a token bound to it carries (RFC 8705 §3.1)."""
+
+    def __init__(self, cert: Any, key: Any) -> None:
+        self.der: bytes = cert.public_bytes(Encoding.DER)
+        self.pem: bytes = cert.public_bytes(Encoding.PEM)
+        self.key_pem: bytes = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        self.x5t = base64.urlsafe_b64encode(hashlib.sha256(self.der).digest()).rstrip(b"=").decode()
+        self._cert, self._key = cert, key
+
+    def write(self, directory: Any, name: str) -> tuple[str, str]:
+        """Write ``name.pem`` and ``name.key`` into ``directory``; return their paths."""
+        cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+        cert_path.write_bytes(self.pem)
+        key_path.write_bytes(self.key_pem)
+        return str(cert_path), str(key_path)
+
+
+class CertificateAuthority:
+    """A throw-away CA per run issuing EC P-256 server and client certificates (RFC 5280)."""
+
+    def __init__(self) -> None:
+        self.root = self._make("test CA", None, x509.BasicConstraints(ca=True, path_length=None))
+
+    def issue(self, name: str, *, server: bool = False) -> Certificate:
+        """A leaf for ``name``: a loopback server certificate, or a client certificate."""
+        usage = x509.ExtendedKeyUsageOID.SERVER_AUTH if server else x509.ExtendedKeyUsageOID.CLIENT_AUTH
+        return self._make(name, self.root, x509.ExtendedKeyUsage([usage]), server=server)
+
+    @staticmethod
+    def _make(name: str, issuer: Certificate | None, extension: Any, *, server: bool = False) -> Certificate:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer._cert.subject if issuer else subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(extension, critical=False)
+        )
+        if server:
+            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return Certificate(builder.sign(issuer._key if issuer else key, hashes.SHA256()), key)

@@ -6,7 +6,7 @@ from pydantic import ValidationError
 from fastapi_kc_m2m import KeycloakSettings, SettingsError
 from fastapi_kc_m2m.cli import main
 
-BASE = {"server_url": "http://kc:8080/", "realm": "demo", "audience": "machine-b"}
+BASE = {"server_url": "http://kc:8080/", "realm": "demo", "audience": "machine-b", "allow_http": True}
 
 
 def test_issuer_is_derived_from_server_url_and_realm() -> None:
@@ -35,7 +35,9 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("KC_M2M_ALGORITHMS", "RS256,ES256")
     monkeypatch.setenv("KC_M2M_ALLOWED_CLIENTS", "machine-a")
     monkeypatch.setenv("KC_M2M_JWKS_URIS", '{"http://a/realms/x": "http://backchannel/certs"}')
+    monkeypatch.setenv("KC_M2M_ALLOW_HTTP", "true")
     settings = KeycloakSettings()  # type: ignore[call-arg]
+    assert settings.allow_http
     assert settings.trusted_issuers == ("http://a/realms/x", "http://b/realms/y")
     assert settings.algorithms == ("RS256", "ES256")
     assert settings.allowed_clients == ("machine-a",)
@@ -267,3 +269,59 @@ def test_a_url_with_credentials_is_refused_without_repeating_them() -> None:
         KeycloakSettings(issuers=("https://admin:hunter2@kc.example/realms/x",), audience="orders")
     assert "user name or password" in str(error.value)
     assert "hunter2" not in str(error.value)
+
+
+# ------------------------------------------------------------------ client certificate source (RFC 8705 §3)
+CERT_SOURCE = {"client_cert_header": "ssl-client-cert", "client_cert_format": "pem-urlencoded"}
+
+
+def test_certificate_source_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KC_M2M_CLIENT_CERT_HEADER", "x-forwarded-client-cert")
+    monkeypatch.setenv("KC_M2M_CLIENT_CERT_FORMAT", "xfcc")
+    monkeypatch.setenv("KC_M2M_TRUSTED_PROXIES", "10.0.0.7, 172.16.0.0/12,::1")
+    settings = KeycloakSettings(**BASE)
+    assert [str(network) for network in settings.trusted_proxies] == ["10.0.0.7/32", "172.16.0.0/12", "::1/128"]
+    assert (settings.client_cert_header, settings.client_cert_format) == ("x-forwarded-client-cert", "xfcc")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "hint"),
+    [
+        (CERT_SOURCE, "go together"),
+        ({"client_cert_format": "rfc9440", "trusted_proxies": "10.0.0.1"}, "go together"),
+        ({"trusted_proxies": "10.0.0.1"}, "go together"),
+        (CERT_SOURCE | {"client_cert_header": "SSL-Client-Cert", "trusted_proxies": "10.0.0.1"}, "lower-case"),
+        (CERT_SOURCE | {"client_cert_header": "ssl client cert", "trusted_proxies": "10.0.0.1"}, "lower-case"),
+        (CERT_SOURCE | {"trusted_proxies": "proxy.internal"}, "KC_M2M_TRUSTED_PROXIES must list"),
+        (CERT_SOURCE | {"client_cert_format": "pem", "trusted_proxies": "10.0.0.1"}, "KC_M2M_CLIENT_CERT_FORMAT"),
+    ],
+)
+def test_invalid_certificate_source_says_what_to_fix(overrides: dict[str, object], hint: str) -> None:
+    with pytest.raises(SettingsError, match=hint):
+        KeycloakSettings(**(BASE | overrides))
+
+
+# ------------------------------------------------------------------ http:// only to loopback unless allowed
+CLEAR = {"audience": "machine-b"}
+
+
+@pytest.mark.parametrize(
+    "urls",
+    [
+        {"server_url": "http://keycloak:8080", "realm": "demo"},
+        {"issuers": ("https://kc/realms/a", "http://10.0.0.5/realms/b")},
+        {"issuers": ("https://kc/realms/a",), "jwks_uris": {"https://kc/realms/a": "http://kc-internal/certs"}},
+        {"issuers": ("https://kc/realms/a",), "introspection_endpoints": {"https://kc/realms/a": "http://kc/i"}},
+    ],
+)
+def test_http_to_another_host_is_refused_unless_allowed(urls: dict[str, object]) -> None:
+    with pytest.raises(SettingsError, match="KC_M2M_ALLOW_HTTP=true"):
+        KeycloakSettings(**(CLEAR | urls))
+    assert KeycloakSettings(**(CLEAR | urls), allow_http=True).allow_http
+
+
+@pytest.mark.parametrize(
+    "server_url", ["http://127.0.0.1:8080", "http://127.9.9.9", "http://[::1]:8080", "http://localhost", "https://kc"]
+)
+def test_loopback_and_https_need_no_allowance(server_url: str) -> None:
+    assert not KeycloakSettings(**CLEAR, server_url=server_url, realm="demo").allow_http

@@ -77,19 +77,24 @@ def check_type(claims: Mapping[str, Any]) -> str | None:
 
 
 def confirmation_key(claims: Mapping[str, Any]) -> str | None:
-    """The ``cnf.jkt`` (RFC 9449 §6.1) a token is bound to, None for an unbound token.
+    """The ``cnf.jkt`` (RFC 9449 §6.1) a token is DPoP-bound to, None for any other token."""
+    return confirmation(claims)[0]
+
+
+def confirmation(claims: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``(jkt, x5t#S256)`` of a token's ``cnf`` (RFC 9449 §6.1, RFC 8705 §3.1); ``(None, None)`` unbound.
 
     Unknown ``cnf`` members (Keycloak 26.7's ``kc-jkt-type``) are ignored (RFC 7800 §3.1); a ``cnf``
-    without a ``jkt`` string binds the token to something this server cannot check (an ``x5t#S256``
-    certificate, RFC 8705 §3.1), so it is refused.
+    with neither binding as a non-empty string, or with both (Keycloak never issues that), is refused.
     """
     if "cnf" not in claims:
-        return None
+        return None, None
     cnf = claims["cnf"]
-    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
-    if not isinstance(jkt, str) or not jkt:
+    bindings = (cnf.get("jkt"), cnf.get("x5t#S256")) if isinstance(cnf, dict) else (None, None)
+    present = [value for value in bindings if value is not None]
+    if len(present) != 1 or not isinstance(present[0], str) or not present[0]:
         raise InvalidToken("sender-constrained tokens are not supported")
-    return jkt
+    return bindings
 
 
 def check_audience(claims: Mapping[str, Any], audience: str) -> None:

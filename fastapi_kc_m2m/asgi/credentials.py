@@ -1,5 +1,6 @@
-"""The one :class:`~..server.context.RequestContext` of a request: its token, scheme and, for the DPoP
-scheme (RFC 9449 §7.1), the proof, the method and the ``htu`` the proof must name (§4.3 items 8-9).
+"""The one :class:`~..server.context.RequestContext` of a request: its token, scheme, client certificate
+(RFC 8705 §3, :mod:`.client_cert`) and, for the DPoP scheme (RFC 9449 §7.1), the proof, the method and the
+``htu`` the proof must name (§4.3 items 8-9).
 
 ``htu`` is ``KC_M2M_PUBLIC_URL`` plus the path below the ``root_path`` when that setting is given,
 else the request's scheme, ``Host`` header, ``root_path`` and path. A WebSocket handshake is an HTTP
@@ -18,6 +19,7 @@ from ..errors import InvalidDPoPProof, InvalidRequest
 from ..server.context import RequestContext
 from ..settings import KeycloakSettings
 from .bearer import DPOP, credentials
+from .client_cert import client_certificate
 
 __all__ = ["request_context"]
 
@@ -38,9 +40,10 @@ def request_context(scope: Scope, settings: KeycloakSettings) -> RequestContext 
         return None
     scheme, token = presented
     method = scope.get("method", "GET")  # a WebSocket handshake is a GET
+    certificate = client_certificate(scope, settings)
     if scheme != DPOP:
-        return RequestContext(token, scheme, method)
-    return RequestContext(token, scheme, method, _htu(scope, settings.public_url), _proof(scope))
+        return RequestContext(token, scheme, method, client_certificate=certificate)
+    return RequestContext(token, scheme, method, _htu(scope, settings.public_url), _proof(scope), certificate)
 
 
 def _proof(scope: Scope) -> str:

@@ -32,7 +32,8 @@ class RequestContext(NamedTuple):
 class Verification(NamedTuple):
     """The outcome of verifying one token: who called, the token's SHA-256, whether it is a lightweight
     token (no ``aud``: its audience and roles come from introspection) and was introspected, and the
-    ``kid`` of its header (RFC 7515 §4.1.4), and the ``cnf.jkt`` it is DPoP-bound to (RFC 9449 §6.1), if any.
+    ``kid`` of its header (RFC 7515 §4.1.4), the ``cnf.jkt`` it is DPoP-bound to (RFC 9449 §6.1) and the
+    ``cnf.x5t#S256`` it is certificate-bound to (RFC 8705 §3.1), if any.
 
     It depends on the token alone, so the verifier caches it by ``digest``, until its key is retired; a
     named tuple, like the context.
@@ -44,3 +45,4 @@ class Verification(NamedTuple):
     introspected: bool = False
     kid: str | None = None
     jkt: str | None = None
+    x5t: str | None = None

@@ -36,7 +36,7 @@ from .._idp.client_auth import ClientAuthentication, client_authentication, load
 from .._idp.discovery import ProviderMetadata
 from .._idp.http import FetchError, HttpLimits, read_json_object
 from .._idp.singleflight import KeyedSingleFlight
-from .._jose.claims import check_audience, check_client, check_type, confirmation_key
+from .._jose.claims import check_audience, check_client, check_type, confirmation
 from ..errors import IdentityProviderUnavailable, InvalidToken
 from ..principal import ServicePrincipal
 from ..settings import KeycloakSettings
@@ -126,7 +126,8 @@ class Introspector:
         if not isinstance(claims, dict):
             return verified._replace(introspected=True)
         principal = ServicePrincipal.from_claims(dict(claims))
-        return verified._replace(principal=principal, introspected=True, jkt=confirmation_key(claims))
+        jkt, x5t = confirmation(claims)
+        return verified._replace(principal=principal, introspected=True, jkt=jkt, x5t=x5t)
 
     @property
     def in_flight(self) -> int:
@@ -205,15 +206,17 @@ class Introspector:
         """A lightweight token's claims from the answer; ``iss`` and ``exp`` stay the verified token's,
         an answer without ``typ`` or ``cnf`` (RFC 7662 §2.2 has neither) keeps the token's, and the type,
         binding, audience and client rules apply to the answer: its ``cnf.jkt`` (with ``token_type``
-        ``DPoP``) binds the token (RFC 9449 §6.2), and must be the token's own when it has one."""
+        ``DPoP``, RFC 9449 §6.2) or ``cnf.x5t#S256`` (RFC 8705 §3.2) binds the token, and must be the
+        token's own when it has one."""
         verified = verification.principal
         if answer.get("iss") != verified.issuer:
             raise _Failure("answer names another issuer")
         kept = {name: verified.claims[name] for name in ("typ", "cnf") if name in verified.claims}
         claims = {**kept, **answer, "iss": verified.issuer, "exp": verified.expires_at}
         try:
-            jkt = check_type(claims)
-            if verification.jkt is not None and jkt != verification.jkt:
+            check_type(claims)
+            bound = (verification.jkt, verification.x5t)
+            if bound != (None, None) and confirmation(claims) != bound:
                 raise InvalidToken("token binding mismatch")
             check_audience(claims, self._settings.audience)
             check_client(claims, self._settings.allowed_clients)

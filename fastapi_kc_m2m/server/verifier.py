@@ -20,13 +20,22 @@ from typing import TYPE_CHECKING
 import httpx
 
 from .._idp.discovery import ProviderMetadata
-from .._jose.claims import calling_client, check_audience, check_client, check_header, check_times, check_type
+from .._jose.claims import (
+    calling_client,
+    check_audience,
+    check_client,
+    check_header,
+    check_times,
+    check_type,
+    confirmation,
+)
 from .._jose.jws import decode_segment, signature_is_valid, split_compact
 from .._jose.strictjson import loads_object
 from ..errors import AuthError, IdentityProviderUnavailable, InvalidToken
 from ..principal import ServicePrincipal
 from ..settings import KeycloakSettings
 from .cache import TokenCache, bounded_put
+from .certificate import CertificateBinding
 from .context import RequestContext, Verification
 from .dpop import ProofChecker
 from .introspection import Introspector
@@ -81,6 +90,7 @@ class TokenVerifier:
         self._store = MemoryStore(self.settings.introspection_cache_size, clock) if shared is None else shared
         self._dpop = ProofChecker(self.settings, clock, shared, self._observer)
         self._dpop_off = self.settings.dpop == "off"
+        self._certificates = CertificateBinding(self.settings.client_cert_header is not None, self._observer)
         self._cache: TokenCache[Verification] = TokenCache(self.settings.token_cache_size, clock)
         self._introspect_all = self.settings.introspection == "always"
         self._lightweight = self.settings.lightweight_tokens
@@ -223,8 +233,8 @@ class TokenVerifier:
         policy is ``always``, or it is a lightweight token; ``introspect=True`` with introspection off is
         a set-up mistake, refused with :class:`~.errors.IdentityProviderUnavailable` and reported.
 
-        The DPoP side (RFC 9449 §7: scheme, proof, binding, nonce, replay) is checked on every request,
-        a cached token's too (:mod:`.dpop`).
+        The DPoP side (RFC 9449 §7: scheme, proof, binding, nonce, replay) and the certificate binding
+        (RFC 8705 §3) are checked on every request, a cached token's too (:mod:`.dpop`, :mod:`.certificate`).
 
         Raises :class:`~.errors.InvalidToken` for every token fault (an inactive token included),
         :class:`~.errors.InvalidDPoPProof` and :class:`~.errors.UseDPoPNonce` for proof faults, and
@@ -247,6 +257,7 @@ class TokenVerifier:
                 self._observer.token_accepted(verification, cached=True)
             if introspect or self._may_introspect:
                 verification = await self._introspected(token, verification, introspect)
+            self._certificates.check(context, verification.x5t)
             jkt = self._dpop.bound_key(context, verification.jkt)
             if jkt is not None:
                 await self._dpop.check(context, jkt, verification.digest)
@@ -319,7 +330,8 @@ class TokenVerifier:
             error.issuer = key_set.issuer if key_set is not None else None
             error.client_id = calling_client(claims)
             raise
-        return Verification(ServicePrincipal.from_claims(claims), digest, lightweight, kid=kid, jkt=jkt)
+        x5t = confirmation(claims)[1]
+        return Verification(ServicePrincipal.from_claims(claims), digest, lightweight, kid=kid, jkt=jkt, x5t=x5t)
 
     def _forget_keys(self, issuer: str, kids: frozenset[str | None]) -> None:
         """Drop cached verifications by keys ``issuer`` no longer publishes; a token without ``kid``

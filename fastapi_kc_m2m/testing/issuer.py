@@ -70,6 +70,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .._idp.urls import is_cleartext_over_network
 from .._jose.algorithms import EC_CURVES, SUPPORTED_ALGORITHMS
 from .._jose.dpop import ProofKey, access_token_hash, make_proof
 from .._jose.jws import b64url, parse, signature_is_valid
@@ -188,8 +189,11 @@ class TestIssuer:
         return httpx.ASGITransport(app=self.app)
 
     def settings(self, **overrides: Any) -> KeycloakSettings:
-        """Settings that trust this issuer and require its audience; keywords override any field."""
+        """Settings that trust this issuer and require its audience; keywords override any field. Its
+        in-process default ``http://keycloak.test`` is allowed over http (``KC_M2M_ALLOW_HTTP``)."""
         values: dict[str, Any] = {"issuers": (self.issuer,), "audience": self.audience, "algorithms": (self.algorithm,)}
+        if is_cleartext_over_network(self.issuer):
+            values["allow_http"] = True
         return KeycloakSettings(**(values | overrides))
 
     def auth(

@@ -665,7 +665,7 @@ async def test_no_hint_when_the_introspecting_client_is_in_aud(
 # ------------------------------------------------------------------ settings
 def test_settings_repr_hides_credentials() -> None:
     settings = KeycloakSettings(
-        issuers=("http://kc/realms/x",), audience="machine-b", introspection="always", client_secret="top-secret"
+        issuers=("https://kc/realms/x",), audience="machine-b", introspection="always", client_secret="top-secret"
     )
     assert "top-secret" not in repr(settings)
     assert settings.introspecting_client_id == "machine-b"

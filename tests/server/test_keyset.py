@@ -463,7 +463,7 @@ async def test_token_verified_before_its_key_was_retired_is_refused_after_the_re
 
 async def test_discovery_naming_another_issuer_gives_no_keys(issuer: TestIssuer, clock: FrozenClock) -> None:
     configured = "http://kc-frontend.test/realms/test"  # the ASGI transport ignores the host
-    settings = KeycloakSettings(issuers=(configured,), audience=issuer.audience, **FAST)
+    settings = KeycloakSettings(issuers=(configured,), audience=issuer.audience, allow_http=True, **FAST)
     async with KeycloakAuth(settings, transport=issuer.transport, clock=clock) as auth:
         with pytest.raises(IdentityProviderUnavailable):
             await auth.verify(issuer.token(iss=configured))
@@ -601,7 +601,7 @@ def realms(clock: FrozenClock) -> tuple[TestIssuer, TestIssuer]:
 @pytest.fixture
 async def both(realms: tuple[TestIssuer, TestIssuer], clock: FrozenClock) -> AsyncIterator[KeycloakAuth]:
     a, b = realms
-    settings = KeycloakSettings(issuers=(a.issuer, b.issuer), audience="machine-b", **FAST)
+    settings = KeycloakSettings(issuers=(a.issuer, b.issuer), audience="machine-b", allow_http=True, **FAST)
     router = Router({"kc-a.test": a.transport, "kc-b.test": b.transport})
     async with KeycloakAuth(settings, transport=router, clock=clock) as auth:
         yield auth
@@ -639,7 +639,7 @@ async def test_same_kid_in_two_realms_does_not_mix_keys(clock: FrozenClock) -> N
     for realm in (a, b):
         realm.signing_key = generate_key("RS256", kid="shared")
         realm.published = [realm.signing_key]
-    settings = KeycloakSettings(issuers=(a.issuer, b.issuer), audience="machine-b", **FAST)
+    settings = KeycloakSettings(issuers=(a.issuer, b.issuer), audience="machine-b", allow_http=True, **FAST)
     router = Router({"kc-a.test": a.transport, "kc-b.test": b.transport})
     async with KeycloakAuth(settings, transport=router, clock=clock) as auth:
         await auth.verify(a.token())

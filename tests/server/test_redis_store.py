@@ -331,7 +331,7 @@ async def test_a_redis_cluster_serves_the_store_unchanged(
 # ------------------------------------------------------------------ settings
 @pytest.mark.parametrize("url", ["redis://r:6379/0", "rediss://:pw@r:6380", "unix:///run/redis.sock"])
 def test_redis_urls_are_accepted(url: str) -> None:
-    settings = KeycloakSettings(issuers=("http://kc/realms/a",), audience="api", redis_url=url)  # type: ignore[arg-type]
+    settings = KeycloakSettings(issuers=("https://kc/realms/a",), audience="api", redis_url=url)  # type: ignore[arg-type]
     assert settings.redis_url is not None
     assert settings.redis_url.get_secret_value() == url
     assert (settings.redis_key_prefix, settings.redis_timeout) == ("kc-m2m:", 0.25)
