@@ -6,26 +6,20 @@ the ASGI layer) hashes to it: ``base64url(SHA-256(DER))`` (RFC 8705 §3.1). The 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
-from .._jose.jws import b64url
+from .._jose.x5t import certificate_thumbprint
 from ..errors import InvalidToken
 from .context import RequestContext
 from .observer import Observer
 
-__all__ = ["CertificateBinding", "certificate_thumbprint"]
+__all__ = ["CertificateBinding"]
 
 _NO_SOURCE_HINT = (
     "a certificate-bound token (cnf x5t#S256, RFC 8705) was refused: no client certificate reaches this"
     " service. Behind a TLS-terminating proxy set KC_M2M_CLIENT_CERT_HEADER, KC_M2M_CLIENT_CERT_FORMAT and"
     " KC_M2M_TRUSTED_PROXIES (shown once)"
 )
-
-
-def certificate_thumbprint(der: bytes) -> str:
-    """``x5t#S256`` of a certificate (RFC 8705 §3.1): base64url of the SHA-256 of its DER encoding."""
-    return b64url(hashlib.sha256(der).digest())
 
 
 class CertificateBinding:
