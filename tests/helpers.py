@@ -18,7 +18,7 @@ import ssl
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,16 +36,21 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from fastapi_kc_m2m import cli
+from fastapi_kc_m2m import KeycloakResourceServer, cli
 from fastapi_kc_m2m._jose.dpop import Proof, ProofError, access_token_hash, check_proof
 from fastapi_kc_m2m._jose.x5t import certificate_thumbprint
-from fastapi_kc_m2m.testing import TLSFiles
+from fastapi_kc_m2m.testing import TestIssuer, TLSFiles
 
 API_URL = "http://api.test"
 #: ``algs`` of the DPoP challenge with the default KC_M2M_DPOP_ALGORITHMS (RFC 9449 §7.1).
 DPOP_ALGS = 'algs="ES256 ES384 ES512 EdDSA PS256 PS384 PS512 RS256 RS384 RS512"'
 #: The challenges a request without credentials gets by default (KC_M2M_DPOP=allowed): both schemes.
 NO_CREDENTIALS_CHALLENGE = f'Bearer realm="machine-b", DPoP {DPOP_ALGS}'
+
+
+#: The secret introspecting verifiers authenticate with: characters form-urlencoding must carry (RFC 6749 §2.3.1).
+INTROSPECTION_SECRET = "s3 cr:et+/"
+INTROSPECT_PATH = "/protocol/openid-connect/token/introspect"
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -370,3 +375,28 @@ class CertificateAuthority:
             names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         return Certificate(builder.sign(issuer._key if issuer else key, hashes.SHA256()), key)
+
+
+class Interposed(httpx.AsyncBaseTransport):
+    """The issuer's transport, with introspection requests answered by ``answer`` instead."""
+
+    def __init__(self, issuer: TestIssuer, answer: Callable[[httpx.Request], Awaitable[httpx.Response]]) -> None:
+        self._inner = issuer.transport
+        self._answer = answer
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(INTROSPECT_PATH):
+            return await self._answer(request)
+        return await self._inner.handle_async_request(request)
+
+
+def answering(issuer: TestIssuer, body: bytes, **overrides: Any) -> KeycloakResourceServer:
+    """A verifier introspecting (policy ``always`` unless overridden) whose every introspection call
+    gets ``body`` as a 200 JSON answer; the calls are counted in ``issuer.requests``."""
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        issuer.requests["introspection"] += 1
+        return httpx.Response(200, stream=httpx.ByteStream(body), headers={"Content-Type": "application/json"})
+
+    settings = issuer.settings(**({"introspection": "always", "client_secret": INTROSPECTION_SECRET} | overrides))
+    return KeycloakResourceServer(settings, transport=Interposed(issuer, answer), clock=issuer.clock)

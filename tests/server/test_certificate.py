@@ -13,8 +13,7 @@ from fastapi_kc_m2m import InvalidToken
 from fastapi_kc_m2m.server.context import RequestContext
 from fastapi_kc_m2m.server.observer import Observer
 from fastapi_kc_m2m.testing import TestIssuer, generate_key
-from tests.helpers import CertificateAuthority
-from tests.server.test_introspection import answering
+from tests.helpers import CertificateAuthority, answering
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -33,12 +33,11 @@ from fastapi_kc_m2m.errors import InvalidDPoPProof
 from fastapi_kc_m2m.server.context import RequestContext
 from fastapi_kc_m2m.server.store import MemoryStore
 from fastapi_kc_m2m.testing import OMIT, FrozenClock, TestIssuer, generate_key
-from tests.helpers import Gate, bearer
+from tests.helpers import INTROSPECT_PATH, INTROSPECTION_SECRET, Gate, answering, bearer
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "s3 cr:et+/"  # characters that form-urlencoding must carry (RFC 6749 §2.3.1)
-INTROSPECT_PATH = "/protocol/openid-connect/token/introspect"
+SECRET = INTROSPECTION_SECRET
 
 
 @pytest.fixture
@@ -51,28 +50,6 @@ def issuer(clock: FrozenClock) -> TestIssuer:
 def introspecting(issuer: TestIssuer, **overrides: Any) -> KeycloakAuth:
     """A verifier introspecting at ``issuer`` in-process: policy ``always`` unless overridden."""
     return issuer.auth(**({"introspection": "always", "client_secret": SECRET} | overrides))
-
-
-class Interposed(httpx.AsyncBaseTransport):
-    """The issuer's transport, with introspection requests answered by ``answer`` instead."""
-
-    def __init__(self, issuer: TestIssuer, answer: Callable[[httpx.Request], Awaitable[httpx.Response]]) -> None:
-        self._inner = issuer.transport
-        self._answer = answer
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith(INTROSPECT_PATH):
-            return await self._answer(request)
-        return await self._inner.handle_async_request(request)
-
-
-def answering(issuer: TestIssuer, body: bytes, **overrides: Any) -> KeycloakAuth:
-    async def answer(request: httpx.Request) -> httpx.Response:
-        issuer.requests["introspection"] += 1
-        return httpx.Response(200, stream=httpx.ByteStream(body), headers={"Content-Type": "application/json"})
-
-    settings = issuer.settings(**({"introspection": "always", "client_secret": SECRET} | overrides))
-    return KeycloakAuth(settings, transport=Interposed(issuer, answer), clock=issuer.clock)
 
 
 # ------------------------------------------------------------------ policy
