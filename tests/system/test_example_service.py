@@ -164,11 +164,12 @@ def test_bootstrap_installs_node_only_when_asked(tmp_path: Path) -> None:
     status, ran = bootstrap(tmp_path / "with-node", "--with-node")
     assert status == 0
     assert ran[3] == "npm ci --prefix interop --no-audit --no-fund --loglevel=error"
+    assert ran[4] == "npm ci --prefix keycloak/types --no-audit --no-fund --loglevel=error"
     missing = shutil.which("redis-server", path="/usr/bin:/bin") is None  # the Redis drills need it
     redis = ["apt-get update -qq", "apt-get install -y -qq redis-server"] if missing else []
     missing = shutil.which("nginx", path="/usr/sbin:/usr/bin:/bin") is None  # the mTLS drill needs it
     nginx = ["apt-get update -qq", "apt-get install -y -qq nginx-light"] if missing else []
-    assert ran[4:] == redis + nginx
+    assert ran[5:] == redis + nginx
 
 
 def test_bootstrap_refuses_unknown_options(tmp_path: Path) -> None:
