@@ -65,9 +65,9 @@ class CertificateCaller:
     def from_files(
         cls, client_id: str, cert: str, key: str, *, issuer: str, token_endpoint: str | None = None
     ) -> CertificateCaller:
-        """The caller with the PEM files ``cert`` and ``key``, trusting the default CAs (``SSL_CERT_FILE``)."""
+        """The caller with the PEM files ``cert`` and ``key``, trusting the default CAs (``SSL_CERT_FILE``);
+        ``ClientCredentialsAuth`` adds the certificate to ``tls``, the context then shared with the API calls."""
         tls = ssl.create_default_context()
-        tls.load_cert_chain(cert, key)
         auth = ClientCredentialsAuth(
             client_id, issuer=issuer, token_endpoint=token_endpoint, client_cert=(cert, key), verify=tls,
             scope=READ_SCOPE,
