@@ -1,11 +1,15 @@
 """Machine A: callers of the orders API, and the calls the demo makes with them.
 
-Two Keycloak clients call Machine B through :class:`~fastapi_kc_m2m.ClientCredentialsAuth`:
+Keycloak clients call Machine B through :class:`~fastapi_kc_m2m.ClientCredentialsAuth`:
 
 - ``machine-a`` authenticates with a signed JWT (``private_key_jwt``, the key from ``kc-m2m keygen``),
   asks for the optional scope ``orders:read`` and holds ``machine-b``'s client role ``writer``;
 - ``reporting`` authenticates with a client secret and holds no role of ``machine-b``: it may read
-  when it asks for ``orders:read``, and is refused (403) when it does not, or when it writes.
+  when it asks for ``orders:read``, and is refused (403) when it does not, or when it writes;
+- ``shipping`` (when ``DEMO_CERT_CLIENT_CERT`` is set) authenticates by its TLS client certificate
+  (RFC 8705 §2, Keycloak's ``client-x509``); its tokens are bound to that certificate (§3), so its
+  ``httpx.Client`` presents the same certificate to the API (docker-compose.yml: to nginx, which requires
+  a client certificate of every caller, so all of Machine A's calls present it).
 
 Run alone (the ``machine-a`` service of docker-compose.yml) it reads these variables:
 
@@ -21,6 +25,10 @@ variable                       meaning                                      defa
 ``DEMO_MACHINE_A_KEY``         its private key (PEM file)                   ``keys/machine-a.key.pem``
 ``DEMO_SECRET_CLIENT_ID``      the client-secret client                     ``reporting``
 ``DEMO_SECRET_CLIENT_SECRET``  its secret                                   ``reporting-secret``
+``DEMO_CERT_CLIENT_ID``        the certificate (client-x509) client         ``shipping``
+``DEMO_CERT_CLIENT_CERT``      its certificate (PEM file)                   none: no such caller
+``DEMO_CERT_CLIENT_KEY``       its private key (PEM file)                   required with the certificate
+``SSL_CERT_FILE``              CA certificates to trust (OpenSSL, httpx)    the system's
 =============================  ===========================================  ==============================
 """
 
@@ -28,6 +36,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -45,17 +54,47 @@ _CHALLENGE_PARAMETER = re.compile(r'(\w+)="([^"]*)"')
 
 
 @dataclass(frozen=True)
+class CertificateCaller:
+    """A client authenticating by its TLS certificate (RFC 8705 §2.1, Keycloak's ``client-x509``), and
+    the TLS context presenting that certificate to the API, as its bound tokens require (§3)."""
+
+    auth: ClientCredentialsAuth
+    tls: ssl.SSLContext
+
+    @classmethod
+    def from_files(
+        cls, client_id: str, cert: str, key: str, *, issuer: str, token_endpoint: str | None = None
+    ) -> CertificateCaller:
+        """The caller with the PEM files ``cert`` and ``key``, trusting the default CAs (``SSL_CERT_FILE``);
+        ``ClientCredentialsAuth`` adds the certificate to ``tls``, the context then shared with the API calls."""
+        tls = ssl.create_default_context()
+        auth = ClientCredentialsAuth(
+            client_id, issuer=issuer, token_endpoint=token_endpoint, client_cert=(cert, key), verify=tls,
+            scope=READ_SCOPE,
+        )  # fmt: skip
+        return cls(auth, tls)
+
+
+@dataclass(frozen=True)
 class Callers:
-    """Machine A's clients, and how to revoke a token of ``machine_a`` at the issuer."""
+    """Machine A's clients, how to revoke a token of ``machine_a`` at the issuer, and the certificate
+    caller, whose TLS context then serves all calls to the API."""
 
     issuer: str
     machine_a: ClientCredentialsAuth
     reporting: ClientCredentialsAuth
     reporting_unscoped: ClientCredentialsAuth
     revoke: Callable[[str], None]
+    shipping: CertificateCaller | None = None
+
+    @property
+    def api_tls(self) -> ssl.SSLContext | bool:
+        """TLS for the calls to the API: presenting the certificate caller's certificate, if any."""
+        return True if self.shipping is None else self.shipping.tls
 
     def close(self) -> None:
-        for auth in (self.machine_a, self.reporting, self.reporting_unscoped):
+        certificate = [] if self.shipping is None else [self.shipping.auth]
+        for auth in (self.machine_a, self.reporting, self.reporting_unscoped, *certificate):
             auth.close()
 
 
@@ -88,15 +127,16 @@ def _scopes(scope: str | None) -> str:
 class _Session:
     """Makes the calls and records their outcomes."""
 
-    def __init__(self, api_url: str) -> None:
+    def __init__(self, api_url: str, tls: ssl.SSLContext | bool = True) -> None:
         self.api_url = api_url.rstrip("/")
+        self.tls = tls
         self.rows: list[Outcome] = []
 
     def as_client(
         self, auth: ClientCredentialsAuth, method: str, path: str, note: str = "", **request: Any
     ) -> httpx.Response:
         """A call through ``auth``; the row shows the token the call ended with."""
-        with httpx.Client(auth=auth, base_url=self.api_url) as client:
+        with httpx.Client(auth=auth, base_url=self.api_url, verify=self.tls) as client:
             response = client.request(method, path, **request)
         token = auth.get_token()
         self._record(f"{method} {path}", auth.client_id, _scopes(token.scope), response, note)
@@ -107,7 +147,7 @@ class _Session:
     ) -> httpx.Response:
         """A call with a given token (or none), as an attacker or a client holding an old token would."""
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-        response = httpx.request(method, f"{self.api_url}{path}", headers=headers)
+        response = httpx.request(method, f"{self.api_url}{path}", headers=headers, verify=self.tls)
         self._record(f"{method} {path}", client, scopes, response, note)
         return response
 
@@ -118,7 +158,7 @@ class _Session:
 
 def scenario(api_url: str, callers: Callers) -> list[Outcome]:
     """Allowed and refused calls: public route, no token, forged token, scope, role, and revocation."""
-    session = _Session(api_url)
+    session = _Session(api_url, callers.api_tls)
     base_url, _, realm = callers.issuer.rpartition("/realms/")
     forged = TestIssuer(base_url, realm).token(client_id=callers.machine_a.client_id, scope=READ_SCOPE)
     session.with_token("GET", "/health", None, note="public route")
@@ -137,6 +177,13 @@ def scenario(api_url: str, callers: Callers) -> list[Outcome]:
     session.with_token("GET", "/orders", revoked.value, **held, note="revoked, but local check only")
     session.with_token("POST", cancel, revoked.value, **held, note="revoked; introspected")
     session.as_client(callers.machine_a, "POST", cancel, "new token after the 401")
+    return session.rows
+
+
+def certificate_scenario(api_url: str, caller: CertificateCaller) -> list[Outcome]:
+    """A read by the certificate caller: its token bound to the certificate it presents (RFC 8705 §3)."""
+    session = _Session(api_url, caller.tls)
+    session.as_client(caller.auth, "GET", "/orders", "client-x509; token bound to its certificate")
     return session.rows
 
 
@@ -184,13 +231,29 @@ def callers_from_environment(environ: dict[str, str] | None = None) -> Callers:
             secret_id, issuer=issuer, token_endpoint=token_endpoint, client_secret=secret
         ),
         revoke=revoke,
+        shipping=_certificate_caller(env, issuer, token_endpoint),
+    )
+
+
+def _certificate_caller(env: dict[str, str], issuer: str, token_endpoint: str | None) -> CertificateCaller | None:
+    """The certificate caller of ``DEMO_CERT_CLIENT_*``, if its certificate is given."""
+    cert_file = env.get("DEMO_CERT_CLIENT_CERT")
+    if not cert_file:
+        return None
+    client_id = env.get("DEMO_CERT_CLIENT_ID", "shipping")
+    return CertificateCaller.from_files(
+        client_id, cert_file, env["DEMO_CERT_CLIENT_KEY"], issuer=issuer, token_endpoint=token_endpoint
     )
 
 
 def main() -> None:
     callers = callers_from_environment()
+    api_url = os.environ.get("DEMO_API_URL", "http://127.0.0.1:8000")
     try:
-        print_table(scenario(os.environ.get("DEMO_API_URL", "http://127.0.0.1:8000"), callers))
+        rows = scenario(api_url, callers)
+        if callers.shipping is not None:
+            rows += certificate_scenario(api_url, callers.shipping)
+        print_table(rows)
     finally:
         callers.close()
 

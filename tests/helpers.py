@@ -11,6 +11,7 @@ import hashlib
 import io
 import ipaddress
 import json
+import re
 import shutil
 import signal
 import socket
@@ -18,7 +19,7 @@ import ssl
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -400,3 +401,18 @@ def answering(issuer: TestIssuer, body: bytes, **overrides: Any) -> KeycloakReso
 
     settings = issuer.settings(**({"introspection": "always", "client_secret": INTROSPECTION_SECRET} | overrides))
     return KeycloakResourceServer(settings, transport=Interposed(issuer, answer), clock=issuer.clock)
+
+
+NGINX_MTLS_TEMPLATE = Path(__file__).resolve().parents[1] / "nginx" / "mtls.conf.template"
+_MTLS_VARIABLE = re.compile(r"\$\{(MTLS_\w+)\}")
+
+
+def nginx_mtls_variables() -> set[str]:
+    """The ``${MTLS_...}`` variables of ``nginx/mtls.conf.template``."""
+    return set(_MTLS_VARIABLE.findall(NGINX_MTLS_TEMPLATE.read_text()))
+
+
+def nginx_mtls_config(values: Mapping[str, str]) -> str:
+    """``nginx/mtls.conf.template`` filled as the official nginx image's envsubst does with
+    ``NGINX_ENVSUBST_FILTER=^MTLS_`` (nginx's own ``$host`` untouched); a variable not given raises KeyError."""
+    return _MTLS_VARIABLE.sub(lambda match: values[match[1]], NGINX_MTLS_TEMPLATE.read_text())

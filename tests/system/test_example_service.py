@@ -12,8 +12,18 @@ from pathlib import Path
 import pytest
 
 from example_service import demo
-from example_service.machine_a import Outcome, print_table, scenario
-from fastapi_kc_m2m.testing import serve_app
+from example_service.app import READ_SCOPE
+from example_service.machine_a import (
+    CertificateCaller,
+    Outcome,
+    callers_from_environment,
+    certificate_scenario,
+    print_table,
+    scenario,
+)
+from fastapi_kc_m2m._jose.jws import parse
+from fastapi_kc_m2m.testing import TestIssuer, serve_app
+from tests.helpers import make_pki, thumbprint_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +84,45 @@ def test_demo_prints_the_table_without_keycloak(
     assert "POST /orders/1/cancel" in out
 
 
+def test_the_certificate_caller_calls_with_the_certificate_its_token_is_bound_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """client-x509 at an issuer requiring mutual TLS (RFC 8705 §2.1), then the API over mutual TLS (§3)."""
+    pki = make_pki(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))  # as docker-compose.yml trusts its demo CA
+    with TestIssuer.serving(realm="demo", tls=pki.server_files, optional_scopes={READ_SCOPE}) as realm:
+        realm.register_client("shipping", tls_subject="CN=machine-a")
+        caller = CertificateCaller.from_files("shipping", *map(str, pki.client), issuer=realm.issuer)
+        try:
+            api = demo.create_app(realm.auth(client_secret="unused", **demo.INTROSPECTION))
+            with serve_app(api, lifespan="on", tls=pki.server_files) as api_url:
+                rows = certificate_scenario(api_url, caller)
+            token = caller.auth.get_token().value
+        finally:
+            caller.auth.close()
+    assert [(row.call, row.client, row.scopes, row.status) for row in rows] == [
+        ("GET /orders", "shipping", READ_SCOPE, 200)
+    ]
+    assert parse(token).payload["cnf"] == {"x5t#S256": thumbprint_of(pki.client[0])}
+
+
+def test_the_certificate_caller_is_configured_by_its_files(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    key = tmp_path / "machine-z.key.pem"  # any PEM key for machine-a's signed JWT
+    env = {"KC_M2M_SERVER_URL": "https://localhost:8443", "DEMO_MACHINE_A_KEY": str(key)}
+    without = callers_from_environment(env)
+    assert (without.shipping, without.api_tls) == (None, True)
+    cert, cert_key = map(str, pki.client)
+    callers = callers_from_environment(env | {"DEMO_CERT_CLIENT_CERT": cert, "DEMO_CERT_CLIENT_KEY": cert_key})
+    try:
+        assert callers.shipping is not None
+        assert callers.shipping.auth.client_id == "shipping"
+        assert callers.api_tls is callers.shipping.tls
+    finally:
+        callers.close()
+        without.close()
+
+
 def make_dry_run(target: str) -> str:
     """The commands ``make <target>`` would run, without running them."""
     result = subprocess.run(  # noqa: S603 - make, on the project's Makefile
@@ -115,11 +164,12 @@ def test_bootstrap_installs_node_only_when_asked(tmp_path: Path) -> None:
     status, ran = bootstrap(tmp_path / "with-node", "--with-node")
     assert status == 0
     assert ran[3] == "npm ci --prefix interop --no-audit --no-fund --loglevel=error"
+    assert ran[4] == "npm ci --prefix keycloak/types --no-audit --no-fund --loglevel=error"
     missing = shutil.which("redis-server", path="/usr/bin:/bin") is None  # the Redis drills need it
     redis = ["apt-get update -qq", "apt-get install -y -qq redis-server"] if missing else []
     missing = shutil.which("nginx", path="/usr/sbin:/usr/bin:/bin") is None  # the mTLS drill needs it
     nginx = ["apt-get update -qq", "apt-get install -y -qq nginx-light"] if missing else []
-    assert ran[4:] == redis + nginx
+    assert ran[5:] == redis + nginx
 
 
 def test_bootstrap_refuses_unknown_options(tmp_path: Path) -> None:

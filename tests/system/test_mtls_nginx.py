@@ -1,6 +1,7 @@
 """The mTLS drill (RFC 8705 §3): Machine B under uvicorn behind a real nginx (Debian's package,
 ``scripts/bootstrap --with-node``) terminating mutual TLS with certificates generated per run, and
-forwarding the client certificate in ``ssl-client-cert`` (``tests/system/nginx-mtls.conf``).
+forwarding the client certificate in ``ssl-client-cert`` (``nginx/mtls.conf.template``, the file
+docker-compose.yml's nginx service runs).
 
 A token bound to certificate A passes through nginx with A, is refused (401) with B, nginx refuses a
 caller without a certificate, and a forged ``ssl-client-cert`` sent straight to uvicorn is ignored
@@ -26,9 +27,8 @@ from fastapi import FastAPI
 from fastapi_kc_m2m import KeycloakAuthMiddleware, Principal
 from fastapi_kc_m2m.testing import TestIssuer
 from fastapi_kc_m2m.testing.serving import serve_app
-from tests.helpers import Certificate, CertificateAuthority, bearer, free_port
+from tests.helpers import Certificate, CertificateAuthority, bearer, free_port, nginx_mtls_config
 
-CONFIG = Path(__file__).with_name("nginx-mtls.conf")
 PROXY_ADDRESS = "127.0.0.2"
 
 
@@ -60,17 +60,14 @@ def api(issuer: TestIssuer) -> Iterator[str]:
 
 
 def nginx_config(tmp: Path, ca: CertificateAuthority, listen: str, upstream: str) -> Path:
-    """``nginx-mtls.conf`` with this run's prefix, certificates and ports."""
+    """``nginx/mtls.conf.template`` with this run's prefix, certificates and ports."""
     server_cert, server_key = ca.issue("localhost", server=True).write(tmp, "server")
     client_ca = tmp / "client-ca.pem"
     client_ca.write_bytes(ca.root.pem)
     values = {"PREFIX": str(tmp), "LISTEN": listen, "SERVER_CERT": server_cert, "SERVER_KEY": server_key,
               "CLIENT_CA": str(client_ca), "UPSTREAM": upstream, "PROXY_ADDRESS": PROXY_ADDRESS}  # fmt: skip
-    text = CONFIG.read_text()
-    for name, value in values.items():
-        text = text.replace(f"@{name}@", value)
     path = tmp / "nginx.conf"
-    path.write_text(text)
+    path.write_text(nginx_mtls_config({f"MTLS_{name}": value for name, value in values.items()}))
     return path
 
 
