@@ -2,17 +2,22 @@
 
 :class:`Observer`'s methods do nothing; :class:`LoggingObserver`, the default, writes today's log lines
 on the ``fastapi_kc_m2m`` logger. Subclass it (and call ``super()``) to add metrics or traces and keep
-the logs. Nothing handed to an observer holds a token, a proof, a secret or a key.
+the logs; :class:`TracingObserver` (``KC_M2M_TRACING=otel``) adds OpenTelemetry spans through
+:meth:`Observer.span`. Nothing handed to an observer holds a token, a proof, a secret or a key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 
+from .._idp.tracing import Attributes, Spans
 from ..errors import AuthError
 from .context import Verification
 
-__all__ = ["LoggingObserver", "Observer"]
+__all__ = ["Attributes", "LoggingObserver", "Observer", "TracingObserver"]
 
 logger = logging.getLogger("fastapi_kc_m2m")
 
@@ -46,6 +51,12 @@ class Observer:
 
     def hint(self, message: str) -> None:
         """Something looks like a set-up mistake; ``message`` says what to check."""
+
+    def span(self, name: str, attributes: Mapping[str, str | int]) -> AbstractContextManager[Attributes]:
+        """Around a call to Keycloak (``kc_m2m.jwks_fetch``, ``kc_m2m.introspection``), begun with
+        ``attributes``; the caller adds the outcome (``kc_m2m.result``, ``http.response.status_code``,
+        ``error.type`` on failure) to the dict it yields. Default: records nothing."""
+        return contextlib.nullcontext({})
 
 
 class LoggingObserver(Observer):
@@ -85,3 +96,14 @@ class LoggingObserver(Observer):
 
     def hint(self, message: str) -> None:
         logger.warning("%s", message)
+
+
+class TracingObserver(LoggingObserver):
+    """:class:`LoggingObserver` plus an OpenTelemetry span (``[otel]`` extra) around each call to Keycloak;
+    with the API alone (no SDK configured) the spans are no-ops."""
+
+    def __init__(self) -> None:
+        self._spans = Spans()
+
+    def span(self, name: str, attributes: Mapping[str, str | int]) -> AbstractContextManager[Attributes]:
+        return self._spans.span(name, attributes)

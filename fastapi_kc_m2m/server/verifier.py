@@ -40,7 +40,7 @@ from .context import RequestContext, Verification
 from .dpop import ProofChecker
 from .introspection import Introspector
 from .keyset import KeySet
-from .observer import LoggingObserver, Observer
+from .observer import LoggingObserver, Observer, TracingObserver
 from .store import MemoryStore, Store, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -65,7 +65,8 @@ class TokenVerifier:
 
     ``store`` keeps introspection answers and the DPoP proofs seen, shared by replicas (default: the Redis
     of ``KC_M2M_REDIS_URL``, else in this process, apart and bounded); ``observer`` receives what happens
-    (default: :class:`~.observer.LoggingObserver`).
+    (default: :class:`~.observer.LoggingObserver`, :class:`~.observer.TracingObserver` with
+    ``KC_M2M_TRACING=otel``).
     """
 
     def __init__(
@@ -83,7 +84,7 @@ class TokenVerifier:
         self._given_client = http_client
         self._transport = transport
         self._clock = clock
-        self._observer = observer or LoggingObserver()
+        self._observer = observer or (TracingObserver() if self.settings.tracing == "otel" else LoggingObserver())
         self._own_store = self._redis_store() if store is None else None
         # ``is None``, not ``or``: an empty MemoryStore is falsy.
         shared = store if store is not None else self._own_store
