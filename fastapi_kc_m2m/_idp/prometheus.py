@@ -6,6 +6,7 @@ Several instances in one process (tests, several apps, several clients) get the 
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -18,6 +19,7 @@ __all__ = ["family", "registry_or_default"]
 
 _M = TypeVar("_M", bound="MetricWrapperBase")
 _FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, MetricWrapperBase]] = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()  # clients may be made on several threads at once
 
 
 def registry_or_default(registry: CollectorRegistry | None) -> CollectorRegistry:
@@ -33,10 +35,11 @@ def family(
     kind: type[_M], registry: CollectorRegistry, name: str, documentation: str, labels: Sequence[str] = ()
 ) -> _M:
     """The ``kind`` (Counter, Histogram, Gauge) family ``name`` in ``registry``, registered on first use."""
-    families = _FAMILIES.setdefault(registry, {})
-    found = families.get(name)
-    if found is None:
-        found = families[name] = kind(name, documentation, labels, registry=registry)
+    with _LOCK:
+        families = _FAMILIES.setdefault(registry, {})
+        found = families.get(name)
+        if found is None:
+            found = families[name] = kind(name, documentation, labels, registry=registry)
     if not isinstance(found, kind):
         raise ValueError(f"metric {name} is already registered as another kind")
     return found

@@ -9,7 +9,8 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from fastapi_kc_m2m import IdentityProviderUnavailable, InvalidToken, KeycloakSettings
-from fastapi_kc_m2m.server.observer import TracingObserver
+from fastapi_kc_m2m._idp.tracing import Spans as OtelSpans
+from fastapi_kc_m2m.server.observer import Observer
 from fastapi_kc_m2m.testing import TestIssuer
 from tests.helpers import INTROSPECTION_SECRET, Spans
 
@@ -24,7 +25,7 @@ async def test_key_set_fetches_are_traced(issuer: TestIssuer, caplog: pytest.Log
     spans = Spans()
     token = issuer.token()
     async with issuer.auth(tracing="otel") as auth:
-        assert isinstance(auth._observer, TracingObserver)
+        assert isinstance(auth._observer.spans, OtelSpans)
         await auth.verify(token)
         issuer.fail("jwks", "status")
         with caplog.at_level(logging.WARNING, logger="fastapi_kc_m2m"):
@@ -68,3 +69,11 @@ async def test_introspection_calls_are_traced_without_the_token(issuer: TestIssu
 
 def test_tracing_is_off_by_default() -> None:
     assert KeycloakSettings(server_url="http://127.0.0.1:1", realm="r", audience="a").tracing == "off"
+
+
+async def test_an_observer_given_is_traced_too(issuer: TestIssuer) -> None:
+    spans, mine = Spans(), Observer()
+    async with issuer.auth(tracing="otel", observer=mine) as auth:
+        await auth.verify(issuer.token())
+    assert isinstance(mine.spans, OtelSpans)
+    assert [a["kc_m2m.result"] for a in attributes(spans, "kc_m2m.jwks_fetch")] == ["ok"]
