@@ -1,5 +1,6 @@
 """The demo: Machine B (the orders API) served on loopback, Machine A's clients calling it, and a table
-of what was allowed and refused, and why.
+of what was allowed and refused, and why, then a summary of the counters (the ``kc_m2m_*`` Prometheus
+families of Machine B and Machine A, in a registry of the run's own).
 
 Without ``KC_M2M_SERVER_URL`` it needs no Keycloak: a :class:`~fastapi_kc_m2m.testing.TestIssuer` on
 loopback plays the realm of ``keycloak/realm.json`` (the same clients, secrets, scope and roles). With
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import Counter
 from collections.abc import Iterator
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from joserfc.jwk import RSAKey
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from fastapi_kc_m2m import ClientCredentialsAuth, IntrospectionPolicy, KeycloakAuth, KeycloakSettings
@@ -46,10 +49,11 @@ SERVICE_ACCOUNT_ROLES: dict[str, dict[str, list[str]]] = {"machine-a": {"machine
 
 
 @contextlib.contextmanager
-def local_realm() -> Iterator[tuple[KeycloakAuth, Callers]]:
+def local_realm(counters: CollectorRegistry) -> Iterator[tuple[KeycloakAuth, Callers]]:
     """Machine B's verifier and Machine A's clients, against a test issuer on loopback set up as
     ``keycloak/realm.json``: the optional scope ``orders:read``, and the ``writer`` role of ``machine-b``
-    held by ``machine-a``'s service account."""
+    held by ``machine-a``'s service account; both count in ``counters``."""
+    counted: dict[str, Any] = {"metrics": True, "registry": counters}
     with TestIssuer.serving(realm="demo", optional_scopes={READ_SCOPE}) as realm:
         key = RSAKey.generate_key(2048, auto_kid=True)  # machine-a's private_key_jwt key (kid: RFC 7638)
         realm.register_client("machine-a", public_key=key, client_roles=SERVICE_ACCOUNT_ROLES["machine-a"])
@@ -58,33 +62,62 @@ def local_realm() -> Iterator[tuple[KeycloakAuth, Callers]]:
         issuer = realm.issuer
         callers = Callers(
             issuer=issuer,
-            machine_a=ClientCredentialsAuth("machine-a", issuer=issuer, private_key=key, scope=READ_SCOPE),
+            machine_a=ClientCredentialsAuth("machine-a", issuer=issuer, private_key=key, scope=READ_SCOPE, **counted),
             reporting=ClientCredentialsAuth(
-                "reporting", issuer=issuer, client_secret=REPORTING_SECRET, scope=READ_SCOPE
+                "reporting", issuer=issuer, client_secret=REPORTING_SECRET, scope=READ_SCOPE, **counted
             ),
-            reporting_unscoped=ClientCredentialsAuth("reporting", issuer=issuer, client_secret=REPORTING_SECRET),
+            reporting_unscoped=ClientCredentialsAuth(
+                "reporting", issuer=issuer, client_secret=REPORTING_SECRET, **counted
+            ),
             revoke=realm.revoke,
         )
-        yield KeycloakAuth(realm.settings(client_secret=MACHINE_B_SECRET, **INTROSPECTION)), callers
+        settings = realm.settings(client_secret=MACHINE_B_SECRET, metrics="prometheus", **INTROSPECTION)
+        yield KeycloakAuth(settings, registry=counters), callers
 
 
 @contextlib.contextmanager
-def keycloak_realm() -> Iterator[tuple[KeycloakAuth, Callers]]:
-    """Machine B's verifier (``KC_M2M_*``, with the demo's defaults) and Machine A's clients, against the
-    Keycloak at ``KC_M2M_SERVER_URL``."""
+def keycloak_realm(counters: CollectorRegistry) -> Iterator[tuple[KeycloakAuth, Callers]]:
+    """Machine B's verifier (``KC_M2M_*``, with the demo's defaults), counting in ``counters``, and
+    Machine A's clients, against the Keycloak at ``KC_M2M_SERVER_URL``."""
     env = os.environ
     settings = KeycloakSettings(
         realm=env.get("KC_M2M_REALM", "demo"),
         audience=env.get("KC_M2M_AUDIENCE", "machine-b"),
         client_secret=SecretStr(env.get("KC_M2M_CLIENT_SECRET", MACHINE_B_SECRET)),
+        metrics="prometheus",
         **INTROSPECTION,
     )
-    yield KeycloakAuth(settings), callers_from_environment()
+    yield KeycloakAuth(settings, registry=counters), callers_from_environment()
+
+
+def counted(registry: CollectorRegistry, name: str, *labels: str) -> Counter[tuple[str, ...]]:
+    """The samples of counter ``name`` summed by ``labels`` (the others added up)."""
+    totals: Counter[tuple[str, ...]] = Counter()
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name == name:
+                totals[tuple(sample.labels[label] for label in labels)] += int(sample.value)
+    return totals
+
+
+def print_summary(registry: CollectorRegistry) -> None:
+    """Machine B's verifications by outcome and reason, and Machine A's token requests by client and result."""
+    print("\ncounters:")
+    verifications = counted(registry, "kc_m2m_verifications_total", "outcome", "reason")
+    for (outcome, reason), count in sorted(verifications.items()):
+        print(f"  {outcome} ({reason}): {count}")
+    requests = counted(registry, "kc_m2m_client_token_requests_total", "client_id", "result")
+    for (client, result), count in sorted(requests.items()):
+        print(f"  Machine A token requests, {client} ({result}): {count}")
+    renewals = counted(registry, "kc_m2m_client_token_renewals_total", "client_id", "reason")
+    for (client, reason), count in sorted(renewals.items()):
+        print(f"  Machine A renewals, {client} ({reason}): {count}")
 
 
 def main() -> None:
     against_keycloak = bool(os.environ.get("KC_M2M_SERVER_URL"))
-    with keycloak_realm() if against_keycloak else local_realm() as (auth, callers):
+    counters = CollectorRegistry()
+    with (keycloak_realm if against_keycloak else local_realm)(counters) as (auth, callers):
         try:
             with serve_app(create_app(auth), lifespan="on") as api_url:
                 rows = scenario(api_url, callers)
@@ -93,6 +126,7 @@ def main() -> None:
         where = "Keycloak" if against_keycloak else "test issuer (no Keycloak)"
         print(f"Machine B {api_url}, tokens from {where} {callers.issuer}\n")
         print_table(rows)
+        print_summary(counters)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ DPoPPolicy = Literal["off", "allowed", "required"]
 ClientCertFormat = Literal["pem-urlencoded", "rfc9440", "xfcc"]
 #: Resource-server metrics: none, or Prometheus families (:mod:`.server.metrics`).
 MetricsPolicy = Literal["off", "prometheus"]
+#: Spans around key-set fetches and introspection calls: none, or OpenTelemetry's (the ``[otel]`` extra).
+TracingPolicy = Literal["off", "otel"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -186,6 +188,9 @@ class KeycloakSettings(BaseSettings):
     )
     redis_timeout: float = Field(
         default=0.25, gt=0, le=5, description="Seconds one Redis command may take; then Redis counts as down"
+    )
+    tracing: TracingPolicy = Field(
+        default="off", description="Spans around key-set fetches and introspection calls: off, or otel (OpenTelemetry)"
     )
     client_cert_header: str | None = Field(
         default=None, description="Header a TLS-terminating proxy puts the client certificate in, lower-case"

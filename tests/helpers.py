@@ -1,12 +1,13 @@
 """What several test modules need: request headers, an in-process client for an app, a gate that
 holds an identity provider's answers, polling for background work, a DPoP token endpoint and API,
-real redis-server processes, and a per-run PKI made with ``kc-m2m ca``/``cert``."""
+real redis-server processes, a per-run PKI made with ``kc-m2m ca``/``cert``, and the spans recorded."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import datetime
+import functools
 import hashlib
 import io
 import ipaddress
@@ -31,6 +32,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.oid import NameOID
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -328,6 +333,8 @@ def thumbprint_of(cert_file: Path) -> str:
     """The ``x5t#S256`` of a PEM certificate file (RFC 8705 §3.1)."""
     certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
     return certificate_thumbprint(certificate.public_bytes(Encoding.DER))
+
+
 class Certificate:
     """A certificate and its key, PEM, and the ``x5t#S256`` a token bound to it carries (RFC 8705 §3.1)."""
 
@@ -416,3 +423,29 @@ def nginx_mtls_config(values: Mapping[str, str]) -> str:
     """``nginx/mtls.conf.template`` filled as the official nginx image's envsubst does with
     ``NGINX_ENVSUBST_FILTER=^MTLS_`` (nginx's own ``$host`` untouched); a variable not given raises KeyError."""
     return _MTLS_VARIABLE.sub(lambda match: values[match[1]], NGINX_MTLS_TEMPLATE.read_text())
+
+
+@functools.cache
+def _span_exporter() -> InMemorySpanExporter:
+    """The one exporter of the process's tracer provider (OpenTelemetry lets it be set only once)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+class Spans:
+    """The OpenTelemetry spans finished from now on (opentelemetry-sdk's in-memory exporter)."""
+
+    def __init__(self) -> None:
+        self._exporter = _span_exporter()
+        self._exporter.clear()
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        return [span for span in self._exporter.get_finished_spans() if span.name == name]
+
+    def text(self) -> str:
+        """Every finished span's name, attributes, status and events as one string, to look for secrets in."""
+        spans = self._exporter.get_finished_spans()
+        return repr([(s.name, dict(s.attributes or {}), s.status.description, s.events) for s in spans])

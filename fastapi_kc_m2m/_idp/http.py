@@ -16,7 +16,12 @@ __all__ = ["FetchError", "HttpLimits", "Unreachable", "read_answer", "read_answe
 
 
 class FetchError(Exception):
-    """The identity provider's answer could not be used; the message names the reason, never a body."""
+    """The identity provider's answer could not be used; the message names the reason, never a body;
+    ``status_code`` is the HTTP status that refused it, if that was the reason."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +49,7 @@ class _Body:
 
     def __init__(self, response: httpx.Response, max_body: int, *, require_ok: bool) -> None:
         if require_ok and response.status_code != 200:
-            raise FetchError(f"status {response.status_code}")
+            raise FetchError(f"status {response.status_code}", status_code=response.status_code)
         if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
             raise FetchError("compressed body")
         self._status = response.status_code

@@ -47,7 +47,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -68,6 +68,10 @@ from .._idp.urls import check_http_url
 from .._jose.algorithms import EC_CURVES
 from .._jose.dpop import ProofKey
 from .dpop import DPoPKey
+from .telemetry import ClientTelemetry
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = [
     "AccessToken",
@@ -189,6 +193,10 @@ class ClientCredentialsAuth(httpx.Auth):
     Each exchange with Keycloak (discovery, token request) must finish within ``timeout`` seconds in all
     and answer at most ``max_response_bytes``; ``verify`` configures TLS. Call :meth:`close` (sync use) or
     :meth:`aclose` (async use) when done.
+
+    ``metrics=True`` (``[prometheus]`` extra) counts token requests, their duration and renewals in
+    ``registry`` (default: prometheus_client's); ``tracing=True`` (``[otel]`` extra) wraps each token
+    request in an OpenTelemetry span; see :mod:`.telemetry`.
     """
 
     def __init__(
@@ -209,6 +217,9 @@ class ClientCredentialsAuth(httpx.Auth):
         clock: Callable[[], float] = time.time,
         dpop: bool | ProofKey = False,
         client_cert: ClientCert | None = None,
+        metrics: bool = False,
+        registry: CollectorRegistry | None = None,
+        tracing: bool = False,
     ) -> None:
         if issuer is None and token_endpoint is None:
             raise ValueError("give issuer (the realm URL) or token_endpoint")
@@ -239,6 +250,9 @@ class ClientCredentialsAuth(httpx.Auth):
         self._async_lock = asyncio.Lock()
         self._client: httpx.Client | None = None
         self._async_client: httpx.AsyncClient | None = None
+        self._telemetry = ClientTelemetry(
+            client_id, _DESCRIPTIONS.keys(), metrics=metrics, registry=registry, tracing=tracing
+        )
 
     def __repr__(self) -> str:
         where = self.token_endpoint or self.issuer
@@ -326,6 +340,8 @@ class ClientCredentialsAuth(httpx.Auth):
         yield _Step.ACQUIRE
         token = self._usable(stale)  # another caller may have refreshed it meanwhile
         if token is None:
+            if self._token is not None:
+                self._telemetry.renewed(self._renewal(stale))
             token = yield from self._fetch()
             if stale is not None:
                 self._fetched_for_401 = (token, self._clock())
@@ -340,6 +356,12 @@ class ClientCredentialsAuth(httpx.Auth):
         fetched, at = self._fetched_for_401
         return token is fetched and self._clock() - at < RETRY_401_AFTER
 
+    def _renewal(self, stale: AccessToken | None) -> str:
+        """Why the cached token is replaced: the API refused it (``401``), it ``expired``, or ``early``."""
+        if stale is not None:
+            return "401"
+        return "expired" if self._clock() >= cast(AccessToken, self._token).expires_at else "early"
+
     def _usable(self, stale: AccessToken | None) -> AccessToken | None:
         token = self._token
         if token is None or token is stale or self._clock() >= token.refresh_at:
@@ -349,13 +371,14 @@ class ClientCredentialsAuth(httpx.Auth):
     def _fetch(self) -> Generator[httpx.Request, httpx.Response, AccessToken]:
         """RFC 6749 §4.4.2: ``grant_type=client_credentials`` (and ``scope``), client authentication added;
         with DPoP a proof (RFC 9449 §5), and once more with the nonce the endpoint asks for (§8)."""
-        endpoint = self.token_endpoint or (yield from self._discover())
-        started = self._clock()
-        response, where = yield from _ask("token request", self._token_request(endpoint))
-        if self._dpop is not None and self._dpop.note(response, token_endpoint=True):
+        with self._telemetry.token_request(self.token_endpoint or str(self.issuer)):
+            endpoint = self.token_endpoint or (yield from self._discover())
+            started = self._clock()
             response, where = yield from _ask("token request", self._token_request(endpoint))
-            self._dpop.note(response, token_endpoint=True)
-        self._token = _access_token(response, started, where, dpop=self._dpop is not None)
+            if self._dpop is not None and self._dpop.note(response, token_endpoint=True):
+                response, where = yield from _ask("token request", self._token_request(endpoint))
+                self._dpop.note(response, token_endpoint=True)
+            self._token = _access_token(response, started, where, dpop=self._dpop is not None)
         logger.debug("fetched a token for client %s from %s", self.client_id, endpoint)
         return self._token
 

@@ -36,6 +36,7 @@ from .._idp.client_auth import ClientAuthentication, client_authentication, load
 from .._idp.discovery import ProviderMetadata
 from .._idp.http import FetchError, HttpLimits, read_json_object
 from .._idp.singleflight import KeyedSingleFlight
+from .._idp.tracing import Attributes, failure_attributes, host
 from .._jose.claims import check_audience, check_client, check_type, confirmation
 from ..errors import IdentityProviderUnavailable, InvalidToken
 from ..principal import ServicePrincipal
@@ -158,16 +159,18 @@ class Introspector:
     async def _introspect(self, token: str, verified: Verification) -> StoreValue:
         issuer = verified.principal.issuer
         started = time.perf_counter()
-        try:
-            answer = self._judge(await self._ask(token, issuer), verified)
-        except Exception as exc:  # any failure, even an unforeseen one, fails closed (RFC 7662 §4)
-            reason = str(exc) if isinstance(exc, FetchError | _Failure) else type(exc).__name__
-            self._observer.introspected(issuer, reason, time.perf_counter() - started)
-            self._retry_at[issuer] = self._clock() + self._settings.jwks_retry_interval
-            raise IdentityProviderUnavailable(self._retry_after, _UNAVAILABLE) from None
-        self._observer.introspected(
-            issuer, "inactive" if "refused" in answer else "active", time.perf_counter() - started
-        )
+        with self._observer.span("kc_m2m.introspection", {"kc_m2m.issuer": issuer}) as outcome:
+            try:
+                answer = self._judge(await self._ask(token, issuer, outcome), verified)
+            except Exception as exc:  # any failure, even an unforeseen one, fails closed (RFC 7662 §4)
+                reason = str(exc) if isinstance(exc, FetchError | _Failure) else type(exc).__name__
+                outcome.update(failure_attributes(exc, reason))
+                self._observer.introspected(issuer, reason, time.perf_counter() - started)
+                self._retry_at[issuer] = self._clock() + self._settings.jwks_retry_interval
+                raise IdentityProviderUnavailable(self._retry_after, _UNAVAILABLE) from None
+            result = "inactive" if "refused" in answer else "active"
+            outcome.update({"kc_m2m.result": result, "http.response.status_code": 200})
+        self._observer.introspected(issuer, result, time.perf_counter() - started)
         ttl = self._settings.introspection_cache_ttl
         if "refused" not in answer:
             ttl = min(ttl, verified.principal.expires_at - self._clock())
@@ -175,11 +178,13 @@ class Introspector:
             await self._store.put(verified.digest, answer, ttl)
         return answer
 
-    async def _ask(self, token: str, issuer: str) -> Mapping[str, Any]:
-        """RFC 7662 §2.1: the introspection request, authenticated as our client, with a bounded answer."""
+    async def _ask(self, token: str, issuer: str, outcome: Attributes) -> Mapping[str, Any]:
+        """RFC 7662 §2.1: the introspection request, authenticated as our client, with a bounded answer;
+        the endpoint's host goes to the span's ``outcome``."""
         url = self._settings.introspection_endpoints.get(issuer)
         if url is None:
             url = await self._metadata[issuer].endpoint("introspection_endpoint")
+        outcome["server.address"] = host(url)
         form = {"token": token, "token_type_hint": "access_token"}
         request = self._credentials.request(self._client, url, form, audience=issuer)
         request.headers["Accept"] = "application/json"

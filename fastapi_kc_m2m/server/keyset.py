@@ -17,7 +17,8 @@ Policy, all timings from :class:`~fastapi_kc_m2m.settings.KeycloakSettings`:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 from joserfc.jwk import Key
@@ -25,6 +26,7 @@ from joserfc.jwk import Key
 from .._idp.discovery import ProviderMetadata
 from .._idp.http import FetchError, read_json_object
 from .._idp.singleflight import SingleFlight
+from .._idp.tracing import Attributes, failure_attributes, host
 from .._jose.jwk import VerificationKey, usable_keys
 from ..errors import IdentityProviderUnavailable, InvalidToken
 from ..settings import KeycloakSettings
@@ -143,25 +145,32 @@ class KeySet:
         return None
 
     async def _fetch(self) -> bool:
-        try:
-            uri = self._settings.jwks_uris.get(self.issuer) or await self._metadata.endpoint("jwks_uri")
-            jwks = await read_json_object(
-                self._client, self._client.build_request("GET", uri), self._settings.http_limits
-            )
-            keys = usable_keys(jwks, self._allowed)
-            if not keys:
-                raise FetchError("no usable signing key")
-        except Exception as exc:  # any failure, even an unforeseen one, must keep the last good keys serving
-            self._retry_at = self._clock() + self._settings.jwks_retry_interval
-            reason = str(exc) if isinstance(exc, FetchError) else type(exc).__name__
-            self._observer.key_set_failed(self.issuer, reason, self.ready)
-            return False
+        with self._observer.span("kc_m2m.jwks_fetch", {"kc_m2m.issuer": self.issuer}) as outcome:
+            try:
+                jwks, keys = await self._download(outcome)
+            except Exception as exc:  # any failure, even an unforeseen one, must keep the last good keys serving
+                self._retry_at = self._clock() + self._settings.jwks_retry_interval
+                reason = str(exc) if isinstance(exc, FetchError) else type(exc).__name__
+                outcome.update(failure_attributes(exc, reason))
+                self._observer.key_set_failed(self.issuer, reason, self.ready)
+                return False
+            outcome.update({"kc_m2m.result": "ok", "http.response.status_code": 200})
         self._install(keys)
         entries = jwks.get("keys")
         self._observer.key_set_loaded(
             self.issuer, len(keys), len(entries) - len(keys) if isinstance(entries, list) else 0
         )
         return True
+
+    async def _download(self, outcome: Attributes) -> tuple[Mapping[str, Any], list[VerificationKey]]:
+        """The JWK Set (RFC 7517 §5) from the issuer's ``jwks_uri`` and its usable signing keys."""
+        uri = self._settings.jwks_uris.get(self.issuer) or await self._metadata.endpoint("jwks_uri")
+        outcome["server.address"] = host(uri)
+        jwks = await read_json_object(self._client, self._client.build_request("GET", uri), self._settings.http_limits)
+        keys = usable_keys(jwks, self._allowed)
+        if not keys:
+            raise FetchError("no usable signing key")
+        return jwks, keys
 
     def _install(self, keys: list[VerificationKey]) -> None:
         by_kid: dict[str | None, list[VerificationKey]] = {}

@@ -3,27 +3,35 @@
 :class:`Observer`'s methods do nothing; :class:`LoggingObserver`, the default, writes today's log lines
 on the ``fastapi_kc_m2m`` logger (``KC_M2M_METRICS=prometheus`` uses its subclass
 :class:`~.metrics.MetricsObserver`). Subclass either (and call ``super()``) to send events elsewhere and
-keep the logs and metrics; pass it as ``TokenVerifier(observer=...)``. Methods run on the event loop, on
+keep the logs and metrics (``KC_M2M_TRACING=otel`` adds OpenTelemetry spans through
+:meth:`Observer.span`); pass it as ``TokenVerifier(observer=...)``. Methods run on the event loop, on
 the request path: they must return quickly and never block (hand slow work to a queue). Nothing handed
 to an observer holds a token, a proof, a secret or a key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 
+from .._idp.tracing import Attributes, Spans
 from ..errors import AuthError
 from .context import Verification
 
-__all__ = ["LoggingObserver", "Observer"]
+__all__ = ["Attributes", "LoggingObserver", "Observer"]
 
 logger = logging.getLogger("fastapi_kc_m2m")
 
 
 class Observer:
     """Receives events; override the methods you need."""
+
+    #: Where :meth:`span` starts OpenTelemetry spans (``[otel]`` extra); ``KC_M2M_TRACING=otel`` sets it
+    #: on the verifier's observer when unset. ``None``: no spans.
+    spans: Spans | None = None
 
     def key_set_loaded(self, issuer: str, keys: int, skipped: int) -> None:
         """A key set was fetched: ``keys`` usable signing keys, ``skipped`` other entries."""
@@ -60,6 +68,12 @@ class Observer:
 
     def hint(self, message: str) -> None:
         """Something looks like a set-up mistake; ``message`` says what to check."""
+
+    def span(self, name: str, attributes: Mapping[str, str | int]) -> AbstractContextManager[Attributes]:
+        """Around a call to Keycloak (``kc_m2m.jwks_fetch``, ``kc_m2m.introspection``), begun with
+        ``attributes``; the caller adds the outcome (``kc_m2m.result``, ``http.response.status_code``,
+        ``error.type`` on failure) to the dict it yields. Default: a span of :attr:`spans`, if set."""
+        return contextlib.nullcontext({}) if self.spans is None else self.spans.span(name, attributes)
 
 
 class LoggingObserver(Observer):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from .._idp.discovery import ProviderMetadata
+from .._idp.tracing import Spans
 from .._jose.claims import (
     calling_client,
     check_audience,
@@ -69,7 +70,8 @@ class TokenVerifier:
     of ``KC_M2M_REDIS_URL``, else in this process, apart and bounded); ``observer`` receives what happens
     (default: :class:`~.observer.LoggingObserver`, or with ``KC_M2M_METRICS=prometheus``
     :class:`~.metrics.MetricsObserver` on ``registry``, default prometheus_client's ``REGISTRY``; an
-    observer given replaces it: subclass ``MetricsObserver`` to keep the metrics).
+    observer given replaces it: subclass ``MetricsObserver`` to keep the metrics). ``KC_M2M_TRACING=otel``
+    gives the observer, yours too unless it has :attr:`~.observer.Observer.spans`, OpenTelemetry spans.
     """
 
     def __init__(
@@ -89,6 +91,8 @@ class TokenVerifier:
         self._transport = transport
         self._clock = clock
         self._observer = observer if observer is not None else self._default_observer(registry)
+        if self.settings.tracing == "otel" and self._observer.spans is None:
+            self._observer.spans = Spans()
         self._own_store = self._redis_store() if store is None else None
         # ``is None``, not ``or``: an empty MemoryStore is falsy.
         shared = store if store is not None else self._own_store

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from example_service import demo
 from example_service.app import READ_SCOPE
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def outcomes() -> list[Outcome]:
-    with demo.local_realm() as (auth, callers):
+    with demo.local_realm(CollectorRegistry()) as (auth, callers):
         try:
             with serve_app(demo.create_app(auth), lifespan="on") as api_url:
                 return scenario(api_url, callers)
@@ -82,6 +83,18 @@ def test_demo_prints_the_table_without_keycloak(
     out = capsys.readouterr().out
     assert "test issuer (no Keycloak)" in out
     assert "POST /orders/1/cancel" in out
+    summary = out.split("\ncounters:\n")[1].splitlines()
+    verified = {line.split(":")[0] for line in summary[:3]}  # exact counts: server/metrics.py's
+    assert verified == {
+        "  accepted (ok)",
+        "  refused (no_key_matches_the_token)",
+        "  refused (the_access_token_is_not_active)",
+    }
+    assert summary[3:] == [
+        "  Machine A token requests, machine-a (ok): 2",
+        "  Machine A token requests, reporting (ok): 2",
+        "  Machine A renewals, machine-a (401): 1",
+    ]
 
 
 def test_the_certificate_caller_calls_with_the_certificate_its_token_is_bound_to(
