@@ -10,6 +10,7 @@ import difflib
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -86,6 +87,14 @@ def _describe(error: ErrorDetails, descriptions: Mapping[str, str | None]) -> st
     if not field or _PREFIX in message:
         return message
     return f"fix {_variable(field)} ({descriptions.get(field) or field}): {message}"
+
+
+def _trust_context(ca_file: str) -> ssl.SSLContext:
+    """A client TLS context trusting the CA certificates of the PEM file ``ca_file`` (RFC 5280 §6)."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError):  # never repeat what the file holds
+        raise ValueError("KC_M2M_CA_FILE must name a readable PEM file of CA certificates") from None
 
 
 class KeycloakSettings(BaseSettings):
@@ -197,6 +206,9 @@ class KeycloakSettings(BaseSettings):
     allow_http: bool = Field(
         default=False, description="Allow http:// Keycloak URLs to hosts other than loopback (tokens in clear)"
     )
+    ca_file: str | None = Field(
+        default=None, description="PEM file of the CA certificates Keycloak's HTTPS certificate must chain to"
+    )
 
     if not TYPE_CHECKING:  # type checkers keep the generated keyword signature
 
@@ -234,6 +246,13 @@ class KeycloakSettings(BaseSettings):
             return tuple(ipaddress.ip_network(item, strict=False) for item in _split(value))
         except (TypeError, ValueError):
             raise ValueError("KC_M2M_TRUSTED_PROXIES must list IP addresses and CIDR ranges, comma-separated") from None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: str | None) -> str | None:
+        if value is not None:
+            _trust_context(value)
+        return value
 
     @field_validator("client_cert_header")
     @classmethod
@@ -405,6 +424,12 @@ class KeycloakSettings(BaseSettings):
     def http_limits(self) -> HttpLimits:
         """Body cap and total deadline of discovery and key-set fetches."""
         return HttpLimits(self.http_max_body, self.http_timeout)
+
+    @property
+    def tls_verify(self) -> ssl.SSLContext | bool:
+        """How Keycloak's HTTPS certificate is checked (RFC 9110 §4.3.4): against ``ca_file``, else the
+        default trust store."""
+        return True if self.ca_file is None else _trust_context(self.ca_file)
 
     @property
     def introspecting_client_id(self) -> str:
