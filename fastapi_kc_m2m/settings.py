@@ -20,7 +20,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._idp.client_auth import ClientAuthMethod
-from ._idp.http import HttpLimits
+from ._idp.http import HttpLimits, trust_context
 from ._idp.urls import check_http_url, is_cleartext_over_network
 from ._jose.algorithms import ASSERTION_ALGORITHMS, SUPPORTED_ALGORITHMS
 from ._jose.strictjson import loads_object
@@ -28,6 +28,7 @@ from ._jose.strictjson import loads_object
 __all__ = ["SUPPORTED_ALGORITHMS", "IntrospectionPolicy", "KeycloakSettings", "SettingsError"]
 
 _PREFIX = "KC_M2M_"
+_CA_FILE = "KC_M2M_CA_FILE"
 _REALM_URL = re.compile(r"/realms/[^/]+$")
 
 #: When tokens are introspected (RFC 7662): never, for every request, or on routes that ask for it.
@@ -87,14 +88,6 @@ def _describe(error: ErrorDetails, descriptions: Mapping[str, str | None]) -> st
     if not field or _PREFIX in message:
         return message
     return f"fix {_variable(field)} ({descriptions.get(field) or field}): {message}"
-
-
-def _trust_context(ca_file: str) -> ssl.SSLContext:
-    """A client TLS context trusting the CA certificates of the PEM file ``ca_file`` (RFC 5280 §6)."""
-    try:
-        return ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError):  # never repeat what the file holds
-        raise ValueError("KC_M2M_CA_FILE must name a readable PEM file of CA certificates") from None
 
 
 class KeycloakSettings(BaseSettings):
@@ -251,7 +244,7 @@ class KeycloakSettings(BaseSettings):
     @classmethod
     def _check_ca_file(cls, value: str | None) -> str | None:
         if value is not None:
-            _trust_context(value)
+            trust_context(value, _CA_FILE)
         return value
 
     @field_validator("client_cert_header")
@@ -429,7 +422,7 @@ class KeycloakSettings(BaseSettings):
     def tls_verify(self) -> ssl.SSLContext | bool:
         """How Keycloak's HTTPS certificate is checked (RFC 9110 §4.3.4): against ``ca_file``, else the
         default trust store."""
-        return True if self.ca_file is None else _trust_context(self.ca_file)
+        return True if self.ca_file is None else trust_context(self.ca_file, _CA_FILE)
 
     @property
     def introspecting_client_id(self) -> str:

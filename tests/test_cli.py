@@ -25,8 +25,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from joserfc.jwk import ECKey, RSAKey
 
 from fastapi_kc_m2m._idp.client_auth import load_private_key
+from fastapi_kc_m2m._jose.jws import parse
 from fastapi_kc_m2m.testing import TestIssuer, generate_key, loopback_socket, serve_app
-from tests.helpers import DPoPPeer, make_pki, thumbprint_of
+from tests.helpers import DPoPPeer, Pki, make_pki, thumbprint_of
 
 KC_M2M = str(Path(sys.executable).with_name("kc-m2m"))
 SECRET = "cli-s3cret"
@@ -316,6 +317,64 @@ def test_token_dpop_refuses_a_bearer_answer_in_one_line() -> None:
                      "--client-secret", SECRET)  # fmt: skip
     assert result.returncode == 3
     assert one_line_error(result).endswith(": the token is not DPoP-bound")
+
+
+# ------------------------------------------------------------------ token --cert: mutual TLS (RFC 8705)
+@pytest.fixture(scope="module")
+def mtls_kc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestIssuer, Pki]]:
+    """The issuer over HTTPS requiring client certificates of a per-run CA; machine-a by certificate."""
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    with TestIssuer.serving(tls=pki.server_files) as issuer:
+        issuer.register_client("machine-a", tls_subject="CN=machine-a")
+        issuer.register_client("billing", secret=SECRET)
+        yield issuer, pki
+
+
+def mtls_token(
+    mtls_kc: tuple[TestIssuer, Pki], client_id: str, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``kc-m2m token`` as ``client_id`` presenting the run's ``machine-a`` certificate."""
+    issuer, pki = mtls_kc
+    cert, key = pki.client
+    return run("token", "--issuer", issuer.issuer, "--client-id", client_id, "--cert", str(cert),
+               "--cert-key", str(key), *extra, env=env)  # fmt: skip
+
+
+@pytest.mark.parametrize("credential", [(), ("--method", "tls_client_auth")], ids=["default", "explicit"])
+def test_token_cert_alone_authenticates_and_binds_the_token(
+    mtls_kc: tuple[TestIssuer, Pki], credential: tuple[str, ...]
+) -> None:
+    result = mtls_token(mtls_kc, "machine-a", "--ca-file", str(mtls_kc[1].ca), *credential)
+    assert result.returncode == 0, result.stderr
+    claims = parse(result.stdout.strip()).payload
+    assert (claims["azp"], claims["cnf"]) == ("machine-a", {"x5t#S256": thumbprint_of(mtls_kc[1].client[0])})
+
+
+def test_token_cert_with_a_secret_gets_a_bound_token(mtls_kc: tuple[TestIssuer, Pki]) -> None:
+    result = mtls_token(mtls_kc, "billing", "--ca-file", str(mtls_kc[1].ca), env={"KC_M2M_CLIENT_SECRET": SECRET})
+    assert result.returncode == 0, result.stderr
+    assert parse(result.stdout.strip()).payload["cnf"] == {"x5t#S256": thumbprint_of(mtls_kc[1].client[0])}
+
+
+def test_token_without_the_ca_file_does_not_trust_the_private_ca(mtls_kc: tuple[TestIssuer, Pki]) -> None:
+    result = mtls_token(mtls_kc, "machine-a")
+    assert result.returncode == 3
+    assert "no token" in one_line_error(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--cert", "c.pem"), "--cert and --cert-key go together"),
+        (("--cert-key", "k.pem"), "--cert and --cert-key go together"),
+        (("--ca-file", "/nonexistent/ca.pem"), "--ca-file must name a readable PEM file of CA certificates"),
+    ],
+)
+def test_token_certificate_options_are_checked_in_one_line(args: tuple[str, ...], message: str) -> None:
+    result = run("token", "--token-endpoint", "https://127.0.0.1:9/token", "--client-id", "m", *args,
+                 env={"KC_M2M_CLIENT_SECRET": SECRET})  # fmt: skip
+    assert result.returncode == 2
+    assert message in one_line_error(result)
 
 
 def test_decode_explains_a_dpop_binding(kc: TestIssuer) -> None:
