@@ -1,4 +1,4 @@
-// A Keycloak-shaped authorization server built on panva's oidc-provider, for tests/test_interop.py.
+// A Keycloak-shaped authorization server built on panva's oidc-provider, for tests/system/test_interop.py.
 //
 //   node interop/server.mjs --port 8080 --state DIR [--realm interop] [--rotate] [--dpop-nonce] [--tls DIR]
 //
