@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from joserfc.jwk import ECKey, RSAKey
 
+from ._idp.client_auth import CertificateAuthMethod, ClientAuthMethod
+from ._idp.http import trust_context
 from ._jose.algorithms import EC_CURVES
 from ._jose.jws import parse
 from ._jose.x5t import certificate_thumbprint
@@ -69,6 +71,12 @@ stderr: the certificate's x5t#S256, which certificate-bound tokens carry in cnf 
   kc-m2m token --issuer https://kc.example/realms/prod --client-id machine-a --key machine-a.key.pem
   kc-m2m token ... --scope "orders:read" --json     # the whole token response
   kc-m2m token ... --dpop                           # a DPoP-bound token; stderr: the key's thumbprint
+  kc-m2m token --issuer https://kc.example/realms/prod --client-id machine-a \
+      --cert machine-a.cert.pem --cert-key machine-a.key.pem --ca-file ca.cert.pem   # tls_client_auth
+
+With --cert the token request runs over mutual TLS (RFC 8705): the certificate alone authenticates the
+client (Keycloak's "X509 Certificate" authenticator), or a secret or --key does and the token is still
+bound to the certificate (cnf.x5t#S256). --ca-file trusts a private CA for Keycloak's HTTPS.
 
 With --dpop the key is made for this run and forgotten: the token can be inspected (kc-m2m decode
 shows its cnf.jkt) but not presented, since every request needs a proof from that key (RFC 9449).""",
@@ -271,8 +279,11 @@ def _jwks(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------- token
 def _token(args: argparse.Namespace) -> int:
     """RFC 6749 §4.4: a client-credentials token, printed alone or as the whole JSON response; with
-    ``--dpop`` bound to a new key (RFC 9449 §5), whose thumbprint goes to stderr."""
+    ``--dpop`` bound to a new key (RFC 9449 §5), whose thumbprint goes to stderr; with ``--cert`` over
+    mutual TLS (RFC 8705 §2), the token bound to the certificate."""
     secret = _secret(args)
+    if (args.cert is None) != (args.cert_key is None):
+        raise CliError("--cert and --cert-key go together: the client certificate and its private key")
     auth = ClientCredentialsAuth(
         args.client_id,
         issuer=args.issuer,
@@ -285,6 +296,8 @@ def _token(args: argparse.Namespace) -> int:
         scope=args.scope,
         timeout=args.timeout,
         dpop=args.dpop,
+        verify=True if args.ca_file is None else trust_context(args.ca_file, "--ca-file"),
+        client_cert=None if args.cert is None else (args.cert, args.cert_key),
     )
     try:
         token = auth.get_token()
@@ -450,7 +463,7 @@ def _parser() -> argparse.ArgumentParser:
     credential.add_argument("--client-secret", help=f"secret (visible to other users in ps; prefer ${_SECRET_ENV})")
     credential.add_argument("--client-secret-file", metavar="FILE", help="read the secret from FILE ('-': stdin)")
     credential.add_argument("--key", metavar="KEY", help="private key (PEM file or JWK) for private_key_jwt")
-    token.add_argument("--method", choices=("client_secret_basic", "client_secret_post", "private_key_jwt"))
+    token.add_argument("--method", choices=(*get_args(ClientAuthMethod), *get_args(CertificateAuthMethod)))
     token.add_argument("--alg", help="assertion algorithm (RS256, PS256, ES256, ...; default from the key)")
     token.add_argument("--kid", help="kid header of the assertion")
     token.add_argument("--scope", help="space-separated scopes to request")
@@ -459,6 +472,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--json", action="store_true", help="print the whole token response")
     token.add_argument("--dpop", action="store_true", help="get a DPoP-bound token for a new ES256 key (RFC 9449)")
+    token.add_argument("--cert", metavar="FILE", help="client certificate (PEM) for mutual TLS (RFC 8705)")
+    token.add_argument("--cert-key", metavar="FILE", help="the private key (PEM) of --cert")
+    token.add_argument("--ca-file", metavar="FILE", help="CA certificates (PEM) Keycloak's HTTPS must chain to")
 
     decode = command("decode", _decode, "Show a token's header and claims WITHOUT verifying it.")
     decode.add_argument("token", nargs="?", help="the token; default: read from stdin")

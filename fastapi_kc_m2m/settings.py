@@ -10,6 +10,7 @@ import difflib
 import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -19,7 +20,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._idp.client_auth import ClientAuthMethod
-from ._idp.http import HttpLimits
+from ._idp.http import HttpLimits, trust_context
 from ._idp.urls import check_http_url, is_cleartext_over_network
 from ._jose.algorithms import ASSERTION_ALGORITHMS, SUPPORTED_ALGORITHMS
 from ._jose.strictjson import loads_object
@@ -27,6 +28,7 @@ from ._jose.strictjson import loads_object
 __all__ = ["SUPPORTED_ALGORITHMS", "IntrospectionPolicy", "KeycloakSettings", "SettingsError"]
 
 _PREFIX = "KC_M2M_"
+_CA_FILE = "KC_M2M_CA_FILE"
 _REALM_URL = re.compile(r"/realms/[^/]+$")
 
 #: When tokens are introspected (RFC 7662): never, for every request, or on routes that ask for it.
@@ -207,6 +209,9 @@ class KeycloakSettings(BaseSettings):
     metrics: MetricsPolicy = Field(
         default="off", description="Resource-server metrics: off, or prometheus (the prometheus extra)"
     )
+    ca_file: str | None = Field(
+        default=None, description="PEM file of the CA certificates Keycloak's HTTPS certificate must chain to"
+    )
 
     if not TYPE_CHECKING:  # type checkers keep the generated keyword signature
 
@@ -244,6 +249,13 @@ class KeycloakSettings(BaseSettings):
             return tuple(ipaddress.ip_network(item, strict=False) for item in _split(value))
         except (TypeError, ValueError):
             raise ValueError("KC_M2M_TRUSTED_PROXIES must list IP addresses and CIDR ranges, comma-separated") from None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: str | None) -> str | None:
+        if value is not None:
+            trust_context(value, _CA_FILE)
+        return value
 
     @field_validator("client_cert_header")
     @classmethod
@@ -415,6 +427,12 @@ class KeycloakSettings(BaseSettings):
     def http_limits(self) -> HttpLimits:
         """Body cap and total deadline of discovery and key-set fetches."""
         return HttpLimits(self.http_max_body, self.http_timeout)
+
+    @property
+    def tls_verify(self) -> ssl.SSLContext | bool:
+        """How Keycloak's HTTPS certificate is checked (RFC 9110 §4.3.4): against ``ca_file``, else the
+        default trust store."""
+        return True if self.ca_file is None else trust_context(self.ca_file, _CA_FILE)
 
     @property
     def introspecting_client_id(self) -> str:

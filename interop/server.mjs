@@ -1,6 +1,6 @@
-// A Keycloak-shaped authorization server built on panva's oidc-provider, for tests/test_interop.py.
+// A Keycloak-shaped authorization server built on panva's oidc-provider, for tests/system/test_interop.py.
 //
-//   node interop/server.mjs --port 8080 --state DIR [--realm interop] [--rotate] [--dpop-nonce]
+//   node interop/server.mjs --port 8080 --state DIR [--realm interop] [--rotate] [--dpop-nonce] [--tls DIR]
 //
 // Issuer http://127.0.0.1:<port>/realms/<realm>, Keycloak's endpoint paths, JWT access tokens in
 // Keycloak's claim layout, an RS256 signing key plus a published RSA-OAEP `use: "enc"` key.
@@ -11,10 +11,16 @@
 // (payload `typ: "DPoP"`, `cnf: {jkt, "kc-jkt-type": "DPoP"}`, answer `token_type: "DPoP"`); proofs may
 // use Keycloak's asymmetric algorithms; --dpop-nonce demands server nonces (RFC 9449 §8), which
 // Keycloak does not, to test the clients that must handle them.
+// --tls DIR (RFC 8705): HTTPS with DIR's server.cert.pem and server.key.pem, asking every caller for a
+// certificate chaining to DIR's ca.cert.pem (optional, as Keycloak's "request" mode); the issuer is then
+// https://..., discovery advertises `mtls_endpoint_aliases` (the same endpoints, as Keycloak's) and the
+// client machine-a-x509 authenticates by certificate (`tls_client_auth`, Keycloak's `client-x509` with
+// x509.subjectdn CN=machine-a) and gets tokens bound to it (`cnf["x5t#S256"]`).
 // oidc-provider 9 warns "Unsupported runtime" on Node 20 (it wants 22); everything used here works.
-import { randomBytes, randomUUID, generateKeyPairSync } from 'node:crypto';
+import { X509Certificate, randomBytes, randomUUID, generateKeyPairSync } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -27,14 +33,15 @@ const { values: opts } = parseArgs({
     realm: { type: 'string', default: 'interop' },
     rotate: { type: 'boolean', default: false },
     'dpop-nonce': { type: 'boolean', default: false },
+    tls: { type: 'string' },
   },
 });
 if (!opts.port || !opts.state) {
-  throw new Error('usage: server.mjs --port PORT --state DIR [--realm R] [--rotate] [--dpop-nonce]');
+  throw new Error('usage: server.mjs --port PORT --state DIR [--realm R] [--rotate] [--dpop-nonce] [--tls DIR]');
 }
 
 const prefix = `/realms/${opts.realm}`;
-const issuer = `http://127.0.0.1:${opts.port}${prefix}`;
+const issuer = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${opts.port}${prefix}`;
 const API = 'machine-b'; // the resource server (Machine B's client id)
 
 // Keycloak's realm clients. `audience: true` stands for an audience mapper adding the API to `aud`;
@@ -45,7 +52,11 @@ const CLIENTS = {
   stranger: { auth: 'client_secret_basic', scope: 'orders:read', audience: false, roles: [] },
   [API]: { auth: 'client_secret_basic' }, // the API's own client, introspecting with its secret
   [`${API}-signed`]: { auth: 'private_key_jwt' }, // the API introspecting with a signed JWT instead
+  ...(opts.tls && {
+    'machine-a-x509': { auth: 'tls_client_auth', scope: 'orders:read', audience: true, roles: ['writer'] },
+  }),
 };
+const X509_SUBJECT = 'CN=machine-a'; // Keycloak's x509.subjectdn of machine-a-x509
 const secret = (id) => `${id}-secret`;
 const serviceAccountIds = Object.fromEntries(Object.keys(CLIENTS).map((id) => [id, randomUUID()]));
 
@@ -61,6 +72,34 @@ const keys = existsSync(keysFile)
 if (opts.rotate) keys.sig.unshift(rsaJwk('sig', 'RS256')); // Keycloak signs with the new key at once
 writeFileSync(keysFile, JSON.stringify(keys));
 const clientKeys = JSON.parse(readFileSync(join(opts.state, 'client-keys.json'), 'utf8'));
+
+// How a client authenticates: its registered keys, a certificate with Keycloak's x509.subjectdn, or a secret.
+function clientCredential(id, auth) {
+  if (auth === 'private_key_jwt') return { jwks: clientKeys[id] };
+  if (auth === 'tls_client_auth') {
+    return { tls_client_auth_subject_dn: X509_SUBJECT, tls_client_certificate_bound_access_tokens: true };
+  }
+  return { client_secret: secret(id) };
+}
+
+// RFC 8705 §5: the endpoints to use over mutual TLS, the same ones here since one server asks every
+// caller for a certificate (as Keycloak's aliases are its usual endpoints).
+function mtlsAliases() {
+  const endpoint = (name) => `${issuer}/protocol/openid-connect/${name}`;
+  return { token_endpoint: endpoint('token'), introspection_endpoint: endpoint('token/introspect'),
+    revocation_endpoint: endpoint('revoke') };
+}
+
+function tlsOptions(dir) {
+  const read = (name) => readFileSync(join(dir, name));
+  return {
+    cert: read('server.cert.pem'),
+    key: read('server.key.pem'),
+    ca: read('ca.cert.pem'),
+    requestCert: true, // ask for a client certificate...
+    rejectUnauthorized: false, // ...without requiring one: certificateAuthorized tells whether it chains
+  };
+}
 
 const provider = new Provider(issuer, {
   jwks: { keys: [...keys.sig, keys.enc] }, // the first signing key signs
@@ -83,8 +122,14 @@ const provider = new Provider(issuer, {
     response_types: [],
     redirect_uris: [],
     ...(client.scope && { scope: client.scope }),
-    ...(client.auth === 'private_key_jwt' ? { jwks: clientKeys[id] } : { client_secret: secret(id) }),
+    ...clientCredential(id, client.auth),
   })),
+  ...(opts.tls && {
+    discovery: { mtls_endpoint_aliases: mtlsAliases() },
+    // oidc-provider's default methods, and the certificate
+    clientAuthMethods: ['client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none',
+      'tls_client_auth'],
+  }),
   features: {
     devInteractions: { enabled: false },
     encryption: { enabled: true }, // gives the `use: "enc"` key a purpose (encrypted request objects)
@@ -94,6 +139,19 @@ const provider = new Provider(issuer, {
     dPoP: {
       enabled: true,
       ...(opts['dpop-nonce'] && { nonceSecret: randomBytes(32), requireNonce: () => true }),
+    },
+    mTLS: {
+      enabled: Boolean(opts.tls),
+      certificateBoundAccessTokens: true,
+      tlsClientAuth: true,
+      getCertificate: (ctx) => {
+        const peer = ctx.socket.getPeerCertificate?.();
+        return peer?.raw ? new X509Certificate(peer.raw) : undefined;
+      },
+      certificateAuthorized: (ctx) => ctx.socket.authorized, // chains to --tls DIR's ca.cert.pem
+      // RFC 4514 order (most specific first) of the subject node lists the other way round
+      certificateSubjectMatches: (ctx, property, expected) => property === 'tls_client_auth_subject_dn'
+        && new X509Certificate(ctx.socket.getPeerCertificate().raw).subject.split('\n').reverse().join(',') === expected,
     },
     resourceIndicators: {
       enabled: true,
@@ -142,8 +200,10 @@ const provider = new Provider(issuer, {
 // opaque shape, and those two endpoints get the `jti` in place of the JWT (below).
 provider.on('client_credentials.issued', (token) => {
   const iat = Math.floor(Date.now() / 1000);
-  const { jti, clientId, aud, scope, extra, jkt } = token; // `jkt`: introspection keeps the DPoP binding
-  const stored = { kind: 'ClientCredentials', format: 'opaque', jti, clientId, aud, scope, extra, jkt, iat };
+  const { jti, clientId, aud, scope, extra, jkt, 'x5t#S256': x5t } = token; // introspection keeps the binding
+  const stored = {
+    kind: 'ClientCredentials', format: 'opaque', jti, clientId, aud, scope, extra, jkt, 'x5t#S256': x5t, iat,
+  };
   provider.ClientCredentials.adapter.upsert(jti, { ...stored, exp: iat + token.expiration }, token.expiration);
 });
 
@@ -163,7 +223,7 @@ provider.use(async (ctx, next) => {
 // The provider is mounted at the issuer's path (it derives the mount path from `originalUrl`, as
 // under Express); everything else is 404.
 const callback = provider.callback();
-const server = createServer((req, res) => {
+const handler = (req, res) => {
   if (req.url.startsWith(`${prefix}/`)) {
     req.originalUrl = req.url;
     req.url = req.url.slice(prefix.length);
@@ -171,6 +231,7 @@ const server = createServer((req, res) => {
   } else {
     res.writeHead(404).end();
   }
-});
+};
+const server = opts.tls ? createHttpsServer(tlsOptions(opts.tls), handler) : createServer(handler);
 server.listen(Number(opts.port), '127.0.0.1', () => console.log(`listening ${issuer}`));
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

@@ -1,37 +1,35 @@
 """What several test modules need: request headers, an in-process client for an app, a gate that
 holds an identity provider's answers, polling for background work, a DPoP token endpoint and API,
-real redis-server processes, a per-run PKI made with ``kc-m2m ca``/``cert``, and the spans recorded."""
+real redis-server processes, a per-run PKI made with ``kc-m2m ca``/``cert``, nginx terminating
+mutual TLS in front of an API (``nginx/mtls.conf.template``, the compose file's own), and the spans recorded."""
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
-import datetime
 import functools
-import hashlib
 import io
-import ipaddress
 import json
+import os
 import re
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import httpx
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.serialization import Encoding
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -287,22 +285,44 @@ def _redis_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["redis-cli", *args], capture_output=True, text=True, timeout=60, check=False)  # noqa: S603, S607
 
 
+class Certificate(NamedTuple):
+    """A certificate file and its private key file (PEM, as ``kc-m2m cert`` writes them): what
+    ``client_cert=`` and ``SSLContext.load_cert_chain`` take. ``pem``, ``der`` and ``x5t`` (the
+    ``cnf["x5t#S256"]`` of tokens bound to it, RFC 8705 §3.1) read the certificate."""
+
+    cert: Path
+    key: Path
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.read_bytes()
+
+    @property
+    def der(self) -> bytes:
+        return x509.load_pem_x509_certificate(self.pem).public_bytes(Encoding.DER)
+
+    @property
+    def x5t(self) -> str:
+        return certificate_thumbprint(self.der)
+
+
 @dataclass(frozen=True, slots=True)
 class Pki:
-    """A CA made per run by ``kc-m2m ca``, a loopback server certificate and two client certificates
-    (``machine-a``, ``machine-z``) it signed, by ``kc-m2m cert``: each a ``(cert, key)`` pair of paths."""
+    """A CA made per run by ``kc-m2m ca`` (``ca.cert.pem``), a loopback server certificate (``server``:
+    localhost, 127.0.0.1) and two client certificates it signed by ``kc-m2m cert`` (``machine-a``, EC;
+    ``machine-z``, RSA), all in one directory."""
 
     ca: Path
-    server: tuple[Path, Path]
-    client: tuple[Path, Path]
-    other_client: tuple[Path, Path]
+    server: Certificate
+    client: Certificate
+    other_client: Certificate
 
     @property
     def server_files(self) -> TLSFiles:
         """The server's files for :func:`fastapi_kc_m2m.testing.serve_app`."""
         return TLSFiles(*self.server, self.ca)
 
-    def context(self, client: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+    def context(self, client: Certificate | None = None) -> ssl.SSLContext:
         """A client context trusting the CA, presenting ``client`` if given."""
         context = ssl.create_default_context(cafile=self.ca)
         if client is not None:
@@ -323,66 +343,82 @@ def make_pki(directory: Path) -> Pki:
         assert cli.main(["cert", *ca, "--name", "machine-a", "--kind", "ec", *out]) == 0
         assert cli.main(["cert", *ca, "--name", "machine-z", *out]) == 0
 
-    def pair(name: str) -> tuple[Path, Path]:
-        return directory / f"{name}.cert.pem", directory / f"{name}.key.pem"
+    def pair(name: str) -> Certificate:
+        return Certificate(directory / f"{name}.cert.pem", directory / f"{name}.key.pem")
 
     return Pki(directory / "ca.cert.pem", pair("server"), pair("machine-a"), pair("machine-z"))
 
 
-def thumbprint_of(cert_file: Path) -> str:
-    """The ``x5t#S256`` of a PEM certificate file (RFC 8705 §3.1)."""
-    certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
-    return certificate_thumbprint(certificate.public_bytes(Encoding.DER))
+@functools.cache
+def shared_pki() -> Pki:
+    """One :func:`make_pki` per test process, for modules needing certificates at import (parametrize);
+    removed at exit."""
+    directory = Path(tempfile.mkdtemp(prefix="kc-m2m-pki-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return make_pki(directory)
 
 
-class Certificate:
-    """A certificate and its key, PEM, and the ``x5t#S256`` a token bound to it carries (RFC 8705 §3.1)."""
-
-    def __init__(self, cert: Any, key: Any) -> None:
-        self.der: bytes = cert.public_bytes(Encoding.DER)
-        self.pem: bytes = cert.public_bytes(Encoding.PEM)
-        self.key_pem: bytes = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-        self.x5t = base64.urlsafe_b64encode(hashlib.sha256(self.der).digest()).rstrip(b"=").decode()
-        self._cert, self._key = cert, key
-
-    def write(self, directory: Any, name: str) -> tuple[str, str]:
-        """Write ``name.pem`` and ``name.key`` into ``directory``; return their paths."""
-        cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
-        cert_path.write_bytes(self.pem)
-        key_path.write_bytes(self.key_pem)
-        return str(cert_path), str(key_path)
+#: nginx's mutual-TLS front of Machine B (RFC 8705 §3), shared by the drill, the interop suite and compose.
+NGINX_MTLS_TEMPLATE = Path(__file__).resolve().parents[1] / "nginx" / "mtls.conf.template"
+_MTLS_VARIABLE = re.compile(r"\$\{(MTLS_\w+)\}")
 
 
-class CertificateAuthority:
-    """A throw-away CA per run issuing EC P-256 server and client certificates (RFC 5280)."""
+def nginx_mtls_variables() -> set[str]:
+    """The ``${MTLS_...}`` variables of ``nginx/mtls.conf.template``."""
+    return set(_MTLS_VARIABLE.findall(NGINX_MTLS_TEMPLATE.read_text()))
 
-    def __init__(self) -> None:
-        self.root = self._make("test CA", None, x509.BasicConstraints(ca=True, path_length=None))
 
-    def issue(self, name: str, *, server: bool = False) -> Certificate:
-        """A leaf for ``name``: a loopback server certificate, or a client certificate."""
-        usage = x509.ExtendedKeyUsageOID.SERVER_AUTH if server else x509.ExtendedKeyUsageOID.CLIENT_AUTH
-        return self._make(name, self.root, x509.ExtendedKeyUsage([usage]), server=server)
+def nginx_mtls_config(values: Mapping[str, str]) -> str:
+    """``nginx/mtls.conf.template`` filled as the official nginx image's envsubst does with
+    ``NGINX_ENVSUBST_FILTER=^MTLS_`` (nginx's own ``$host`` untouched); a variable not given raises KeyError."""
+    return _MTLS_VARIABLE.sub(lambda match: values[match[1]], NGINX_MTLS_TEMPLATE.read_text())
 
-    @staticmethod
-    def _make(name: str, issuer: Certificate | None, extension: Any, *, server: bool = False) -> Certificate:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer._cert.subject if issuer else subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(extension, critical=False)
-        )
-        if server:
-            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        return Certificate(builder.sign(issuer._key if issuer else key, hashes.SHA256()), key)
+
+#: The address nginx connects to Machine B from, the only trusted proxy (KC_M2M_TRUSTED_PROXIES).
+NGINX_PROXY_ADDRESS = "127.0.0.2"
+
+
+@contextlib.contextmanager
+def nginx_mtls(directory: Path, pki: Pki, upstream: str) -> Iterator[str]:
+    """Debian's nginx (``scripts/bootstrap --with-node``) in the foreground with ``nginx/mtls.conf.template`` on a
+    free loopback port, serving ``pki.server``, requiring client certificates of ``pki.ca`` and
+    forwarding them in ``ssl-client-cert`` to ``upstream`` (``http://host:port``) from
+    :data:`NGINX_PROXY_ADDRESS`; yields its base URL; stopped whatever happens."""
+    nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    if nginx is None:
+        raise RuntimeError("nginx is missing: run scripts/bootstrap --with-node")
+    port = free_port()
+    values = {"PREFIX": str(directory), "LISTEN": f"127.0.0.1:{port}", "SERVER_CERT": str(pki.server.cert),
+              "SERVER_KEY": str(pki.server.key), "CLIENT_CA": str(pki.ca),
+              "UPSTREAM": upstream.removeprefix("http://"), "PROXY_ADDRESS": NGINX_PROXY_ADDRESS}  # fmt: skip
+    config, log = directory / "nginx.conf", directory / "error.log"
+    config.write_text(nginx_mtls_config({f"MTLS_{name}": value for name, value in values.items()}))
+    argv = [nginx, "-p", str(directory), "-c", str(config), "-e", str(log)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    try:
+        _wait_for_port(process, port, log)
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Wait (up to 20 s, for a loaded machine) until nginx accepts connections on ``port``."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                errors = log.read_text() if log.exists() else ""
+                raise RuntimeError(f"nginx did not start: {errors}") from None
+            time.sleep(0.05)
 
 
 class Interposed(httpx.AsyncBaseTransport):
@@ -408,21 +444,6 @@ def answering(issuer: TestIssuer, body: bytes, **overrides: Any) -> KeycloakReso
 
     settings = issuer.settings(**({"introspection": "always", "client_secret": INTROSPECTION_SECRET} | overrides))
     return KeycloakResourceServer(settings, transport=Interposed(issuer, answer), clock=issuer.clock)
-
-
-NGINX_MTLS_TEMPLATE = Path(__file__).resolve().parents[1] / "nginx" / "mtls.conf.template"
-_MTLS_VARIABLE = re.compile(r"\$\{(MTLS_\w+)\}")
-
-
-def nginx_mtls_variables() -> set[str]:
-    """The ``${MTLS_...}`` variables of ``nginx/mtls.conf.template``."""
-    return set(_MTLS_VARIABLE.findall(NGINX_MTLS_TEMPLATE.read_text()))
-
-
-def nginx_mtls_config(values: Mapping[str, str]) -> str:
-    """``nginx/mtls.conf.template`` filled as the official nginx image's envsubst does with
-    ``NGINX_ENVSUBST_FILTER=^MTLS_`` (nginx's own ``$host`` untouched); a variable not given raises KeyError."""
-    return _MTLS_VARIABLE.sub(lambda match: values[match[1]], NGINX_MTLS_TEMPLATE.read_text())
 
 
 @functools.cache

@@ -25,8 +25,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from joserfc.jwk import ECKey, RSAKey
 
 from fastapi_kc_m2m._idp.client_auth import load_private_key
+from fastapi_kc_m2m._jose.jws import parse
 from fastapi_kc_m2m.testing import TestIssuer, generate_key, loopback_socket, serve_app
-from tests.helpers import DPoPPeer, make_pki, thumbprint_of
+from tests.helpers import Certificate, DPoPPeer, Pki, make_pki
 
 KC_M2M = str(Path(sys.executable).with_name("kc-m2m"))
 SECRET = "cli-s3cret"
@@ -318,6 +319,64 @@ def test_token_dpop_refuses_a_bearer_answer_in_one_line() -> None:
     assert one_line_error(result).endswith(": the token is not DPoP-bound")
 
 
+# ------------------------------------------------------------------ token --cert: mutual TLS (RFC 8705)
+@pytest.fixture(scope="module")
+def mtls_kc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestIssuer, Pki]]:
+    """The issuer over HTTPS requiring client certificates of a per-run CA; machine-a by certificate."""
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    with TestIssuer.serving(tls=pki.server_files) as issuer:
+        issuer.register_client("machine-a", tls_subject="CN=machine-a")
+        issuer.register_client("billing", secret=SECRET)
+        yield issuer, pki
+
+
+def mtls_token(
+    mtls_kc: tuple[TestIssuer, Pki], client_id: str, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``kc-m2m token`` as ``client_id`` presenting the run's ``machine-a`` certificate."""
+    issuer, pki = mtls_kc
+    cert, key = pki.client
+    return run("token", "--issuer", issuer.issuer, "--client-id", client_id, "--cert", str(cert),
+               "--cert-key", str(key), *extra, env=env)  # fmt: skip
+
+
+@pytest.mark.parametrize("credential", [(), ("--method", "tls_client_auth")], ids=["default", "explicit"])
+def test_token_cert_alone_authenticates_and_binds_the_token(
+    mtls_kc: tuple[TestIssuer, Pki], credential: tuple[str, ...]
+) -> None:
+    result = mtls_token(mtls_kc, "machine-a", "--ca-file", str(mtls_kc[1].ca), *credential)
+    assert result.returncode == 0, result.stderr
+    claims = parse(result.stdout.strip()).payload
+    assert (claims["azp"], claims["cnf"]) == ("machine-a", {"x5t#S256": mtls_kc[1].client.x5t})
+
+
+def test_token_cert_with_a_secret_gets_a_bound_token(mtls_kc: tuple[TestIssuer, Pki]) -> None:
+    result = mtls_token(mtls_kc, "billing", "--ca-file", str(mtls_kc[1].ca), env={"KC_M2M_CLIENT_SECRET": SECRET})
+    assert result.returncode == 0, result.stderr
+    assert parse(result.stdout.strip()).payload["cnf"] == {"x5t#S256": mtls_kc[1].client.x5t}
+
+
+def test_token_without_the_ca_file_does_not_trust_the_private_ca(mtls_kc: tuple[TestIssuer, Pki]) -> None:
+    result = mtls_token(mtls_kc, "machine-a")
+    assert result.returncode == 3
+    assert "no token" in one_line_error(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--cert", "c.pem"), "--cert and --cert-key go together"),
+        (("--cert-key", "k.pem"), "--cert and --cert-key go together"),
+        (("--ca-file", "/nonexistent/ca.pem"), "--ca-file must name a readable PEM file of CA certificates"),
+    ],
+)
+def test_token_certificate_options_are_checked_in_one_line(args: tuple[str, ...], message: str) -> None:
+    result = run("token", "--token-endpoint", "https://127.0.0.1:9/token", "--client-id", "m", *args,
+                 env={"KC_M2M_CLIENT_SECRET": SECRET})  # fmt: skip
+    assert result.returncode == 2
+    assert message in one_line_error(result)
+
+
 def test_decode_explains_a_dpop_binding(kc: TestIssuer) -> None:
     jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
     result = run("decode", kc.token(cnf={"jkt": jkt}, typ="DPoP"))
@@ -357,8 +416,8 @@ def test_ca_and_cert_make_a_chain_that_a_real_handshake_accepts(tmp_path: Path) 
 def test_ca_is_a_ca_and_cert_has_the_right_purposes_and_names(tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
     ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
-    server = x509.load_pem_x509_certificate(pki.server[0].read_bytes())
-    client = x509.load_pem_x509_certificate(pki.client[0].read_bytes())
+    server = x509.load_pem_x509_certificate(pki.server.pem)
+    client = x509.load_pem_x509_certificate(pki.client.pem)
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert ca.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
     server_names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -372,7 +431,7 @@ def test_ca_is_a_ca_and_cert_has_the_right_purposes_and_names(tmp_path: Path) ->
     ]
     assert not client.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert client.issuer == server.issuer == ca.subject
-    for key in (tmp_path / "ca.key.pem", pki.server[1], pki.client[1]):
+    for key in (tmp_path / "ca.key.pem", pki.server.key, pki.client.key):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
 
 
@@ -382,9 +441,8 @@ def test_cert_prints_the_subject_dn_and_the_thumbprint(tmp_path: Path) -> None:
     result = run("cert", *ca, "--name", "machine-a", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "CN=machine-a\n"  # Keycloak's x509.subjectdn
-    assert f"x5t#S256 (cnf of tokens bound to it, RFC 8705 §3.1): {thumbprint_of(tmp_path / 'machine-a.cert.pem')}" in (
-        result.stderr
-    )
+    written = Certificate(tmp_path / "machine-a.cert.pem", tmp_path / "machine-a.key.pem")
+    assert f"x5t#S256 (cnf of tokens bound to it, RFC 8705 §3.1): {written.x5t}" in result.stderr
 
 
 def test_cert_force_replaces_a_symlinked_key_instead_of_following_it(tmp_path: Path) -> None:

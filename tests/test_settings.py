@@ -1,10 +1,13 @@
+import ssl
 import traceback
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from fastapi_kc_m2m import KeycloakSettings, SettingsError
 from fastapi_kc_m2m.cli import main
+from tests.helpers import make_pki
 
 BASE = {"server_url": "http://kc:8080/", "realm": "demo", "audience": "machine-b", "allow_http": True}
 
@@ -325,3 +328,23 @@ def test_http_to_another_host_is_refused_unless_allowed(urls: dict[str, object])
 )
 def test_loopback_and_https_need_no_allowance(server_url: str) -> None:
     assert not KeycloakSettings(**CLEAR, server_url=server_url, realm="demo").allow_http
+
+
+# ------------------------------------------------------------------ a private CA for Keycloak's HTTPS
+def test_a_ca_file_is_the_trust_for_keycloaks_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pki = make_pki(tmp_path)
+    monkeypatch.setenv("KC_M2M_CA_FILE", str(pki.ca))
+    context = KeycloakSettings(**BASE).tls_verify
+    assert isinstance(context, ssl.SSLContext)
+    assert [ca["subject"] for ca in context.get_ca_certs()] == [((("commonName", "ca"),),)]
+    assert KeycloakSettings(**BASE, ca_file=None).tls_verify is True
+
+
+@pytest.mark.parametrize("content", [None, b"", b"-----BEGIN CERTIFICATE-----\nhunter2\n-----END CERTIFICATE-----\n"])
+def test_an_unusable_ca_file_is_refused_without_echoing_it(tmp_path: Path, content: bytes | None) -> None:
+    ca_file = tmp_path / "ca.pem"
+    if content is not None:
+        ca_file.write_bytes(content)
+    with pytest.raises(SettingsError, match="KC_M2M_CA_FILE must name a readable PEM file") as error:
+        KeycloakSettings(**BASE, ca_file=str(ca_file))
+    assert "hunter2" not in str(error.value)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,7 +14,15 @@ import httpx
 
 from .._jose.strictjson import loads_object
 
-__all__ = ["FetchError", "HttpLimits", "Unreachable", "read_answer", "read_answer_sync", "read_json_object"]
+__all__ = [
+    "FetchError",
+    "HttpLimits",
+    "Unreachable",
+    "read_answer",
+    "read_answer_sync",
+    "read_json_object",
+    "trust_context",
+]
 
 
 class FetchError(Exception):
@@ -132,3 +142,12 @@ def json_answer(body: bytes) -> dict[str, Any]:
         return loads_object(body)
     except ValueError:
         raise FetchError("not a JSON object") from None
+
+
+def trust_context(ca_file: str | os.PathLike[str], name: str) -> ssl.SSLContext:
+    """A client TLS context trusting the CA certificates of the PEM file ``ca_file`` for Keycloak's HTTPS
+    (RFC 9110 §4.3.4); a ``ValueError`` naming the option ``name``, never what the file holds."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError):
+        raise ValueError(f"{name} must name a readable PEM file of CA certificates") from None

@@ -141,6 +141,7 @@ class TokenVerifier:
         self._client = self._given_client or httpx.AsyncClient(
             timeout=httpx.Timeout(self.settings.http_timeout, connect=self.settings.http_connect_timeout),
             follow_redirects=False,
+            verify=self.settings.tls_verify,
             transport=self._transport,
         )
         limits, retry = self.settings.http_limits, self.settings.jwks_retry_interval

@@ -18,12 +18,12 @@ from fastapi_kc_m2m.asgi.credentials import request_context
 from fastapi_kc_m2m.errors import InvalidRequest
 from fastapi_kc_m2m.settings import KeycloakSettings
 from fastapi_kc_m2m.testing import TestIssuer
-from tests.helpers import CertificateAuthority, api_client, bearer
+from tests.helpers import api_client, bearer, shared_pki
 
 pytestmark = pytest.mark.anyio
 
-CA = CertificateAuthority()
-CERT_A, CERT_B = CA.issue("machine-a"), CA.issue("machine-b")
+PKI = shared_pki()
+CERT_A, CERT_B = PKI.client, PKI.other_client
 NGINX = quote(CERT_A.pem.decode(), safe="")  # what $ssl_client_escaped_cert holds
 RFC9440 = ":" + base64.b64encode(CERT_A.der).decode() + ":"
 XFCC = f'By=spiffe://b;Hash={hashlib.sha256(CERT_A.der).hexdigest()};Cert="{NGINX}";Subject="CN=machine-a,O=x"'
@@ -68,7 +68,7 @@ def test_no_source_configured_ignores_the_header(issuer: TestIssuer) -> None:
 
 
 def test_the_tls_extension_comes_first(issuer: TestIssuer) -> None:
-    tls = {"client_cert_chain": [CERT_B.pem.decode(), CA.root.pem.decode()]}
+    tls = {"client_cert_chain": [CERT_B.pem.decode(), PKI.ca.read_text()]}
     for configured in (issuer.settings(), settings(issuer)):
         context = request_context(scope(("ssl-client-cert", NGINX), tls=tls), configured)
         assert context is not None

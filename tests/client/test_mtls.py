@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from fastapi_kc_m2m._jose.jws import parse
 from fastapi_kc_m2m._jose.x5t import certificate_thumbprint
 from fastapi_kc_m2m.client import ClientCredentialsAuth, ClientCredentialsError
 from fastapi_kc_m2m.testing import TestIssuer, serve_app
-from tests.helpers import Pki, make_pki, thumbprint_of
+from tests.helpers import Certificate, Pki, make_pki
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +37,7 @@ def kc(pki: Pki) -> Iterator[TestIssuer]:
         yield issuer
 
 
-def by_certificate(kc: TestIssuer, pki: Pki, client: tuple[Path, Path]) -> ClientCredentialsAuth:
+def by_certificate(kc: TestIssuer, pki: Pki, client: Certificate) -> ClientCredentialsAuth:
     return ClientCredentialsAuth(
         "machine-a", issuer=kc.issuer, client_cert=client, verify=ssl.create_default_context(cafile=pki.ca)
     )
@@ -56,7 +55,7 @@ def test_a_certificate_alone_gets_a_token_bound_to_it_from_the_mtls_alias(kc: Te
         auth.close()
     alias = kc.discovery_document()["mtls_endpoint_aliases"]["token_endpoint"]
     assert auth.token_endpoint == alias != kc.discovery_document()["token_endpoint"]
-    assert confirmation(token.value) == {"x5t#S256": thumbprint_of(pki.client[0])}
+    assert confirmation(token.value) == {"x5t#S256": pki.client.x5t}
     assert parse(token.value).payload["azp"] == "machine-a"
 
 
@@ -67,7 +66,7 @@ async def test_a_certificate_alone_gets_a_bound_token_async(kc: TestIssuer, pki:
     finally:
         await auth.aclose()
     assert auth.token_endpoint == kc.discovery_document()["mtls_endpoint_aliases"]["token_endpoint"]
-    assert confirmation(token.value) == {"x5t#S256": thumbprint_of(pki.client[0])}
+    assert confirmation(token.value) == {"x5t#S256": pki.client.x5t}
 
 
 def test_another_certificate_of_the_ca_is_not_the_registered_client(kc: TestIssuer, pki: Pki) -> None:
@@ -116,7 +115,7 @@ def test_a_secret_over_mutual_tls_authenticates_and_the_token_is_bound(kc: TestI
     finally:
         auth.close()
     assert parse(token.value).payload["azp"] == "billing"  # "billing" has no tls_subject: the secret did it
-    assert confirmation(token.value) == {"x5t#S256": thumbprint_of(pki.client[0])}
+    assert confirmation(token.value) == {"x5t#S256": pki.client.x5t}
 
 
 def test_the_callers_own_client_presents_the_same_certificate_to_the_api(kc: TestIssuer, pki: Pki) -> None:
@@ -157,6 +156,6 @@ def test_certificate_methods_need_the_certificate_alone(options: dict[str, str],
 def test_a_key_that_is_not_the_certificates_is_refused_without_showing_either(pki: Pki) -> None:
     with pytest.raises(ValueError, match="client_cert: not a PEM certificate and its matching private key") as caught:
         ClientCredentialsAuth(
-            "machine-a", token_endpoint="https://kc.test/token", client_cert=(pki.client[0], pki.other_client[1])
+            "machine-a", token_endpoint="https://kc.test/token", client_cert=(pki.client.cert, pki.other_client.key)
         )
     assert "PRIVATE" not in str(caught.value)

@@ -13,12 +13,11 @@ from fastapi_kc_m2m import InvalidToken
 from fastapi_kc_m2m.server.context import RequestContext
 from fastapi_kc_m2m.server.observer import Observer
 from fastapi_kc_m2m.testing import TestIssuer, generate_key
-from tests.helpers import CertificateAuthority, answering
+from tests.helpers import answering, shared_pki
 
 pytestmark = pytest.mark.anyio
 
-CA = CertificateAuthority()
-CERT_A, CERT_B = CA.issue("machine-a"), CA.issue("machine-b")
+CERT_A, CERT_B = shared_pki().client, shared_pki().other_client
 PROXY = {
     "client_cert_header": "ssl-client-cert",
     "client_cert_format": "pem-urlencoded",

@@ -24,7 +24,7 @@ from example_service.machine_a import (
 )
 from fastapi_kc_m2m._jose.jws import parse
 from fastapi_kc_m2m.testing import TestIssuer, serve_app
-from tests.helpers import make_pki, thumbprint_of
+from tests.helpers import make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,7 +116,7 @@ def test_the_certificate_caller_calls_with_the_certificate_its_token_is_bound_to
     assert [(row.call, row.client, row.scopes, row.status) for row in rows] == [
         ("GET /orders", "shipping", READ_SCOPE, 200)
     ]
-    assert parse(token).payload["cnf"] == {"x5t#S256": thumbprint_of(pki.client[0])}
+    assert parse(token).payload["cnf"] == {"x5t#S256": pki.client.x5t}
 
 
 def test_the_certificate_caller_is_configured_by_its_files(tmp_path: Path) -> None:

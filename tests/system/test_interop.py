@@ -2,8 +2,10 @@
 OpenID provider) set up in Keycloak's shape by ``interop/server.mjs``: Keycloak's issuer and endpoint
 paths, JWT access tokens with Keycloak's claims, a published ``use: "enc"`` key, clients authenticating
 with ``client_secret_basic`` and ``private_key_jwt``, DPoP-bound tokens (RFC 9449) in Keycloak 26.7's
-shape, with and without server nonces. Machine A is ``ClientCredentialsAuth``; Machine B a FastAPI app
-behind ``KeycloakAuthMiddleware`` served by uvicorn on loopback.
+shape, with and without server nonces, and over HTTPS with mutual TLS (RFC 8705): a client authenticating
+by certificate (``tls_client_auth``) gets certificate-bound tokens, presented to Machine B through a real
+nginx terminating mutual TLS. Machine A is ``ClientCredentialsAuth``; Machine B a FastAPI app behind
+``KeycloakAuthMiddleware`` served by uvicorn on loopback.
 
 Set-up: ``scripts/bootstrap`` runs ``npm ci --prefix interop``; without it these tests fail, never skip.
 """
@@ -14,12 +16,14 @@ import base64
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 import httpx
@@ -29,6 +33,7 @@ from joserfc.jwk import RSAKey
 
 from fastapi_kc_m2m import (
     ClientCredentialsAuth,
+    ClientCredentialsError,
     KeycloakAuth,
     KeycloakAuthMiddleware,
     KeycloakSettings,
@@ -40,7 +45,7 @@ from fastapi_kc_m2m import (
 from fastapi_kc_m2m._jose.dpop import ProofKey, access_token_hash, jwk_thumbprint, make_proof
 from fastapi_kc_m2m._jose.jws import parse
 from fastapi_kc_m2m.testing import generate_key, serve_app
-from tests.helpers import bearer
+from tests.helpers import NGINX_PROXY_ADDRESS, Pki, bearer, make_pki, nginx_mtls
 
 pytestmark = pytest.mark.anyio
 
@@ -51,15 +56,18 @@ READ = "orders:read"
 
 
 class AuthServer:
-    """``node interop/server.mjs`` on a fixed loopback port (the issuer names it), restartable."""
+    """``node interop/server.mjs`` on a fixed loopback port (the issuer names it), restartable; with
+    ``tls``, over HTTPS with that PKI's server certificate, asking for client certificates of its CA."""
 
-    def __init__(self, state: Path, client_keys: dict[str, RSAKey], *flags: str) -> None:
+    def __init__(self, state: Path, client_keys: dict[str, RSAKey], *flags: str, tls: Pki | None = None) -> None:
         self.state = state
-        self.flags = flags
+        self.flags = flags if tls is None else (*flags, "--tls", str(tls.ca.parent))
+        self.tls = tls
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        self.issuer = f"http://127.0.0.1:{self.port}/realms/{REALM}"
+        self.server_url = f"{'http' if tls is None else 'https'}://127.0.0.1:{self.port}"
+        self.issuer = f"{self.server_url}/realms/{REALM}"
         self.keys = client_keys
         public = {client: {"keys": [key.as_dict(private=False)]} for client, key in client_keys.items()}
         (state / "client-keys.json").write_text(json.dumps(public))
@@ -79,12 +87,17 @@ class AuthServer:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and self._process.poll() is None:
             try:
-                if httpx.get(f"{self.issuer}/.well-known/openid-configuration").status_code == 200:
+                discovery = f"{self.issuer}/.well-known/openid-configuration"
+                if httpx.get(discovery, verify=self.verify()).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.05)
         self.stop()
         pytest.fail(f"interop server did not start:\n{(self.state / 'server.log').read_text()}")
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """A new TLS set-up trusting the server: the PKI's CA (each ``client_cert=`` adds to its own)."""
+        return True if self.tls is None else self.tls.context()
 
     def stop(self) -> None:
         if self._process is not None:
@@ -127,8 +140,8 @@ class AuthServer:
         return response
 
     def settings(self, **overrides: Any) -> KeycloakSettings:
-        server_url = f"http://127.0.0.1:{self.port}"
-        return KeycloakSettings(server_url=server_url, realm=REALM, audience=API, **overrides)
+        trust = {} if self.tls is None else {"ca_file": str(self.tls.ca)}
+        return KeycloakSettings(server_url=self.server_url, realm=REALM, audience=API, **(trust | overrides))
 
     def revoke(self, token: str, client_id: str) -> None:
         """Revoke ``token`` at ``/revoke`` as Keycloak takes it: the JWT itself, by its own client."""
@@ -136,11 +149,11 @@ class AuthServer:
         assert response.status_code == 200, response.text
 
 
-def run_server(state: Path, *flags: str) -> Iterator[AuthServer]:
+def run_server(state: Path, *flags: str, tls: Pki | None = None) -> Iterator[AuthServer]:
     if shutil.which("node") is None or not (INTEROP / "node_modules" / "oidc-provider").is_dir():
         pytest.fail("the interop suite needs Node.js and interop/node_modules: run scripts/bootstrap")
     keys = {client: RSAKey.generate_key(2048, auto_kid=True) for client in ("machine-a", f"{API}-signed")}
-    auth_server = AuthServer(state, keys, *flags)
+    auth_server = AuthServer(state, keys, *flags, tls=tls)
     auth_server.start()
     yield auth_server
     auth_server.stop()
@@ -397,3 +410,70 @@ async def test_machine_a_with_dpop_calls_machine_b(dpop_server: AuthServer) -> N
     await machine_a.aclose()
     assert response.status_code == 200, response.text
     assert parse(token).payload["cnf"]["kc-jkt-type"] == "DPoP"
+
+
+# ------------------------------------------------------------------------- mutual TLS (RFC 8705)
+@pytest.fixture
+def mtls_server(tmp_path: Path) -> Iterator[AuthServer]:
+    """The realm over HTTPS with a per-run PKI; machine-a-x509 authenticates by the ``machine-a`` certificate."""
+    (tmp_path / "pki").mkdir()
+    yield from run_server(tmp_path, tls=make_pki(tmp_path / "pki"))
+
+
+@asynccontextmanager
+async def machine_b_behind_nginx(server: AuthServer, directory: Path) -> AsyncIterator[tuple[str, str]]:
+    """Machine B trusting the certificate header from nginx only, and nginx in front of it doing mutual
+    TLS; yields (nginx's URL, Machine B's own URL)."""
+    assert server.tls is not None
+    settings = server.settings(
+        client_cert_header="ssl-client-cert", client_cert_format="pem-urlencoded", trusted_proxies=NGINX_PROXY_ADDRESS
+    )
+    async with machine_b(settings) as api:
+        with nginx_mtls(directory, server.tls, api) as proxy:
+            yield proxy, api
+
+
+def machine_a_x509(server: AuthServer) -> ClientCredentialsAuth:
+    """machine-a-x509's auth: the ``machine-a`` certificate is its only credential (``tls_client_auth``)."""
+    assert server.tls is not None
+    return ClientCredentialsAuth(
+        "machine-a-x509", issuer=server.issuer, client_cert=server.tls.client, verify=server.verify(), scope=READ
+    )
+
+
+async def test_a_certificate_bound_token_passes_nginx_with_its_certificate_only(
+    mtls_server: AuthServer, tmp_path: Path
+) -> None:
+    pki = mtls_server.tls
+    assert pki is not None
+    machine_a = machine_a_x509(mtls_server)
+    async with (
+        machine_b_behind_nginx(mtls_server, tmp_path) as (proxy, api),
+        httpx.AsyncClient(auth=machine_a, verify=pki.context(pki.client)) as client,
+        httpx.AsyncClient(verify=pki.context(pki.other_client)) as thief,
+    ):
+        read, write = await client.get(f"{proxy}/orders"), await client.post(f"{proxy}/orders")
+        token = (await machine_a.aget_token()).value
+        stolen = await thief.get(f"{proxy}/orders", headers=bearer(token))
+        forged = {"ssl-client-cert": quote(pki.client.pem.decode(), safe="")}
+        direct = await client.get(f"{api}/orders", headers=bearer(token) | forged)  # not through nginx
+    await machine_a.aclose()
+    assert (read.status_code, read.json()) == (200, {"client": "machine-a-x509"}), read.text
+    assert write.status_code == 201, write.text  # the client role reaches Machine B too
+    assert parse(token).payload["cnf"] == {"x5t#S256": pki.client.x5t}
+    assert machine_a.token_endpoint == mtls_server.endpoint("token")  # mtls_endpoint_aliases (RFC 8705 §5)
+    for refused in (stolen, direct):
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith('Bearer realm="machine-b", error="invalid_token"')
+
+
+async def test_oidc_provider_refuses_another_certificate_of_the_ca(mtls_server: AuthServer) -> None:
+    pki = mtls_server.tls
+    assert pki is not None
+    machine_a = ClientCredentialsAuth(
+        "machine-a-x509", issuer=mtls_server.issuer, client_cert=pki.other_client, verify=mtls_server.verify()
+    )
+    with pytest.raises(ClientCredentialsError) as refused:
+        await machine_a.aget_token()
+    await machine_a.aclose()
+    assert refused.value.error == "invalid_client"
