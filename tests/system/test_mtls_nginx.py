@@ -1,6 +1,7 @@
 """The mTLS drill (RFC 8705 §3): Machine B under uvicorn behind a real nginx (Debian's package,
 ``scripts/bootstrap --with-node``) terminating mutual TLS with certificates generated per run, and
-forwarding the client certificate in ``ssl-client-cert`` (``nginx/mtls.conf.template``, the one docker-compose.yml runs).
+forwarding the client certificate in ``ssl-client-cert`` (``nginx/mtls.conf.template``, the one
+docker-compose.yml runs).
 
 A token bound to certificate A passes through nginx with A, is refused (401) with B, nginx refuses a
 caller without a certificate, and a forged ``ssl-client-cert`` sent straight to uvicorn is ignored
