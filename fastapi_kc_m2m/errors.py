@@ -15,7 +15,13 @@ __all__ = [
     "InvalidToken",
     "MissingCredentials",
     "UseDPoPNonce",
+    "reason_code",
 ]
+
+
+def reason_code(description: str) -> str:
+    """A fixed description as a snake-case reason code: ``token expired`` -> ``token_expired``."""
+    return description.replace(" ", "_").replace("-", "_")
 
 
 class AuthError(Exception):
@@ -24,10 +30,12 @@ class AuthError(Exception):
     status_code: int = 401
     error: str | None = None
     default_description: str = "authentication failed"
-    #: The token's issuer when it is trusted, and its (unverified) calling client, when known; for
-    #: observers and logs, never for responses.
+    #: The token's issuer when it is trusted, and its (unverified) calling client, when known; the
+    #: request's path and method when the verifier had them; for observers and logs, never for responses.
     issuer: str | None = None
     client_id: str | None = None
+    path: str | None = None
+    method: str | None = None
 
     def __init__(self, description: str | None = None) -> None:
         self.description = description or self.default_description
@@ -36,7 +44,7 @@ class AuthError(Exception):
     @property
     def reason(self) -> str:
         """A reason code from a fixed set: the description as a snake-case word (``token_expired``)."""
-        return self.description.replace(" ", "_").replace("-", "_")
+        return reason_code(self.description)
 
 
 class MissingCredentials(AuthError):

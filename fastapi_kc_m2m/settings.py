@@ -36,6 +36,7 @@ DPoPPolicy = Literal["off", "allowed", "required"]
 #: How a TLS-terminating proxy forwards the client certificate (RFC 8705 §3): nginx's
 #: ``$ssl_client_escaped_cert``, RFC 9440 ``Client-Cert``, or Envoy's ``x-forwarded-client-cert``.
 ClientCertFormat = Literal["pem-urlencoded", "rfc9440", "xfcc"]
+MetricsPolicy = Literal["off", "prometheus"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -196,6 +197,9 @@ class KeycloakSettings(BaseSettings):
     )
     allow_http: bool = Field(
         default=False, description="Allow http:// Keycloak URLs to hosts other than loopback (tokens in clear)"
+    )
+    metrics: MetricsPolicy = Field(
+        default="off", description="Resource-server metrics: off, or prometheus (the prometheus extra)"
     )
 
     if not TYPE_CHECKING:  # type checkers keep the generated keyword signature

@@ -40,10 +40,10 @@ def request_context(scope: Scope, settings: KeycloakSettings) -> RequestContext 
         return None
     scheme, token = presented
     method = scope.get("method", "GET")  # a WebSocket handshake is a GET
-    certificate = client_certificate(scope, settings)
+    certificate, path = client_certificate(scope, settings), scope.get("path")
     if scheme != DPOP:
-        return RequestContext(token, scheme, method, client_certificate=certificate)
-    return RequestContext(token, scheme, method, _htu(scope, settings.public_url), _proof(scope), certificate)
+        return RequestContext(token, scheme, method, client_certificate=certificate, path=path)
+    return RequestContext(token, scheme, method, _htu(scope, settings.public_url), _proof(scope), certificate, path)
 
 
 def _proof(scope: Scope) -> str:

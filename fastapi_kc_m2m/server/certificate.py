@@ -38,6 +38,9 @@ class CertificateBinding:
             if self._hint_pending:
                 self._hint_pending = False
                 self._observer.hint(_NO_SOURCE_HINT)
+            self._observer.certificate_binding("missing")
             raise InvalidToken("certificate-bound token without a client certificate")
         if not hmac.compare_digest(certificate_thumbprint(der).encode(), x5t.encode("utf-8", "surrogatepass")):
+            self._observer.certificate_binding("mismatch")
             raise InvalidToken("client certificate does not match the token")
+        self._observer.certificate_binding("accepted")

@@ -17,8 +17,9 @@ class RequestContext(NamedTuple):
     """The credentials of one request: the access token and where it was presented (RFC 6750 §2.1).
 
     ``method`` and ``public_url`` are the request's, for checks that bind a token to the request; the
-    DPoP proof (RFC 9449 §4) and the client certificate (RFC 8705 §3) have their room here too. A named
-    tuple: immutable, and built on every request at a tuple's cost.
+    DPoP proof (RFC 9449 §4) and the client certificate (RFC 8705 §3) have their room here too, and the
+    request's ``path`` for refusal events. A named tuple: immutable, and built on every request at a
+    tuple's cost.
     """
 
     token: str
@@ -27,6 +28,7 @@ class RequestContext(NamedTuple):
     public_url: str | None = None
     proof: str | None = None
     client_certificate: bytes | None = None
+    path: str | None = None
 
 
 class Verification(NamedTuple):

@@ -1,13 +1,18 @@
 """The one observer hook: what the resource server reports about key sets, tokens and introspection.
 
 :class:`Observer`'s methods do nothing; :class:`LoggingObserver`, the default, writes today's log lines
-on the ``fastapi_kc_m2m`` logger. Subclass it (and call ``super()``) to add metrics or traces and keep
-the logs. Nothing handed to an observer holds a token, a proof, a secret or a key.
+on the ``fastapi_kc_m2m`` logger (``KC_M2M_METRICS=prometheus`` uses its subclass
+:class:`~.metrics.MetricsObserver`). Subclass either (and call ``super()``) to send events elsewhere and
+keep the logs and metrics; pass it as ``TokenVerifier(observer=...)``. Methods run on the event loop, on
+the request path: they must return quickly and never block (hand slow work to a queue). Nothing handed
+to an observer holds a token, a proof, a secret or a key.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from ..errors import AuthError
 from .context import Verification
@@ -31,7 +36,16 @@ class Observer:
 
     def token_refused(self, error: AuthError) -> None:
         """A token was refused: ``error.reason`` is the reason code, ``error.issuer`` the issuer when
-        trusted, ``error.client_id`` the token's unverified calling client when it names one."""
+        trusted, ``error.client_id`` the token's unverified calling client when it names one,
+        ``error.path`` and ``error.method`` the request's when known."""
+
+    def verification_timed(self, seconds: float, cached: bool) -> None:
+        """One request's verification took ``seconds``, accepted or not; ``cached``: the token was in
+        the verified-token cache."""
+
+    def certificate_binding(self, outcome: str) -> None:
+        """A certificate-bound token (RFC 8705 §3) was checked: ``outcome`` is ``accepted``, ``missing``
+        (no client certificate) or ``mismatch``."""
 
     def introspected(self, issuer: str, result: str, seconds: float) -> None:
         """An introspection call (RFC 7662) ended: ``result`` is ``active``, ``inactive`` or the
@@ -49,7 +63,19 @@ class Observer:
 
 
 class LoggingObserver(Observer):
-    """The default observer: log lines on the ``fastapi_kc_m2m`` logger."""
+    """The default observer: log lines on the ``fastapi_kc_m2m`` logger.
+
+    Each refusal is one record (message ``refused: <reason>, issuer <issuer>, client <client>`` at
+    ``refusal_level``, DEBUG by default) whose ``extra`` fields are ``reason``, ``issuer``, ``client_id``,
+    ``path``, ``method`` and ``suppressed``. They are rate-limited by a token bucket: at most
+    ``refusal_burst + refusal_rate * t`` records in any ``t`` seconds (20 at once, then 10 a second by
+    default); the next record after a gap counts the refusals left out in ``suppressed``.
+    """
+
+    def __init__(
+        self, *, refusal_level: int = logging.DEBUG, refusal_rate: float = 10.0, refusal_burst: int = 20
+    ) -> None:
+        self._refusals = _RefusalLog(refusal_level, refusal_rate, refusal_burst)
 
     def key_set_loaded(self, issuer: str, keys: int, skipped: int) -> None:
         if skipped:
@@ -71,7 +97,7 @@ class LoggingObserver(Observer):
             )
 
     def token_refused(self, error: AuthError) -> None:
-        logger.debug("refused: %s, issuer %s, client %s", error.reason, error.issuer, error.client_id)
+        self._refusals.record(error)
 
     def introspected(self, issuer: str, result: str, seconds: float) -> None:
         if result not in ("active", "inactive"):
@@ -85,3 +111,33 @@ class LoggingObserver(Observer):
 
     def hint(self, message: str) -> None:
         logger.warning("%s", message)
+
+
+class _RefusalLog:
+    """Refusal records through a token bucket of ``burst`` tokens refilled at ``rate`` a second."""
+
+    def __init__(self, level: int, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._level = level
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._clock = clock
+        self._last = clock()
+        self._suppressed = 0
+
+    def record(self, error: AuthError) -> None:
+        """Log ``error`` unless the bucket is empty; then only count it."""
+        if not logger.isEnabledFor(self._level):
+            return
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1:
+            self._suppressed += 1
+            return
+        self._tokens -= 1
+        fields: dict[str, object] = {"reason": error.reason, "issuer": error.issuer, "client_id": error.client_id}
+        fields |= {"path": error.path, "method": error.method, "suppressed": self._suppressed}
+        self._suppressed = 0
+        logger.log(self._level, "refused: %s, issuer %s, client %s", error.reason, error.issuer, error.client_id,
+                   extra=fields)  # fmt: skip

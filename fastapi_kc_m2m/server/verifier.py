@@ -44,6 +44,8 @@ from .observer import LoggingObserver, Observer
 from .store import MemoryStore, Store, StoreUnavailable
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from .redis_store import RedisStore
 
 __all__ = ["TokenVerifier"]
@@ -65,7 +67,9 @@ class TokenVerifier:
 
     ``store`` keeps introspection answers and the DPoP proofs seen, shared by replicas (default: the Redis
     of ``KC_M2M_REDIS_URL``, else in this process, apart and bounded); ``observer`` receives what happens
-    (default: :class:`~.observer.LoggingObserver`).
+    (default: :class:`~.observer.LoggingObserver`, or with ``KC_M2M_METRICS=prometheus``
+    :class:`~.metrics.MetricsObserver` on ``registry``, default prometheus_client's ``REGISTRY``; an
+    observer given replaces it: subclass ``MetricsObserver`` to keep the metrics).
     """
 
     def __init__(
@@ -77,13 +81,14 @@ class TokenVerifier:
         clock: Callable[[], float] = time.time,
         store: Store | None = None,
         observer: Observer | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         """``http_client`` (kept open on close) or ``transport`` replace the default HTTP set-up."""
         self.settings = settings if settings is not None else KeycloakSettings()  # type: ignore[call-arg]
         self._given_client = http_client
         self._transport = transport
         self._clock = clock
-        self._observer = observer or LoggingObserver()
+        self._observer = observer if observer is not None else self._default_observer(registry)
         self._own_store = self._redis_store() if store is None else None
         # ``is None``, not ``or``: an empty MemoryStore is falsy.
         shared = store if store is not None else self._own_store
@@ -98,6 +103,18 @@ class TokenVerifier:
         self._algorithms = frozenset(self.settings.algorithms)
         self._headers: dict[bytes, tuple[str, str | None]] = {}
         self._connect()
+
+    def _default_observer(self, registry: CollectorRegistry | None) -> Observer:
+        """Logs, plus Prometheus metrics when ``KC_M2M_METRICS=prometheus`` (the prometheus extra)."""
+        if self.settings.metrics == "off":
+            return LoggingObserver()
+        try:
+            from .metrics import MetricsObserver  # noqa: PLC0415 - prometheus_client is an extra
+        except ImportError:
+            raise ValueError(
+                "KC_M2M_METRICS=prometheus needs the prometheus extra: pip install 'fastapi_kc_m2m[prometheus]'"
+            ) from None
+        return MetricsObserver(self.settings, registry=registry, clock=self._clock)
 
     def _redis_store(self) -> RedisStore | None:
         """The store on the Redis ``KC_M2M_REDIS_URL`` names (the ``redis`` extra), None without one."""
@@ -242,12 +259,14 @@ class TokenVerifier:
         be had.
         """
         token = context.token
+        started, cached = time.perf_counter(), False
         try:
             if len(token) > self.settings.max_token_bytes:
                 raise InvalidToken("token too large")
             raw = token.encode("utf-8", "surrogatepass")  # non-ASCII bytes never pass split_compact
             digest = hashlib.sha256(raw).digest()
             verification = self._cache.get(digest)
+            cached = verification is not None
             if verification is None:
                 verification = await self._verify_new(raw, digest)
                 expires = min(verification.principal.expires_at, self._clock() + self.settings.token_cache_ttl)
@@ -262,9 +281,16 @@ class TokenVerifier:
             if jkt is not None:
                 await self._dpop.check(context, jkt, verification.digest)
         except AuthError as error:
-            self._observer.token_refused(error)
+            self._refused(error, context)
             raise
+        finally:
+            self._observer.verification_timed(time.perf_counter() - started, cached)
         return verification
+
+    def _refused(self, error: AuthError, context: RequestContext) -> None:
+        """Tell the observer, with the request's path and method (for refusal events)."""
+        error.path, error.method = context.path, context.method
+        self._observer.token_refused(error)
 
     async def introspect(self, context: RequestContext, verification: Verification) -> Verification:
         """Introspect (RFC 7662) a token :meth:`authenticate` verified, whatever the policy (a route's
@@ -272,7 +298,7 @@ class TokenVerifier:
         try:
             return await self._introspected(context.token, verification, requested=True)
         except AuthError as error:
-            self._observer.token_refused(error)
+            self._refused(error, context)
             raise
 
     async def _introspected(self, token: str, verification: Verification, requested: bool) -> Verification:
