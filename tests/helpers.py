@@ -451,8 +451,8 @@ class PrometheusServer:
         return float(result[0]["value"][1]) if result else 0.0
 
     def scraped(self, job: str) -> float:
-        """The time of the newest completed scrape of ``job`` (0 before the first)."""
-        return self.value(f'max(timestamp(up{{job="{job}"}} == 1))')
+        """The time of the newest scrape of ``job`` (0 before the first)."""
+        return self.value(f'timestamp(up{{job="{job}"}})')  # of the selector itself: the sample's time
 
     def wait_for_scrape(self, job: str, seconds: float = 30) -> None:
         """Wait until ``job`` has been scraped after this call (its counters as of now are in)."""
