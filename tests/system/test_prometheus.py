@@ -181,7 +181,8 @@ def test_the_drill_gets_its_answers(drill: Drill) -> None:
 
 def test_prometheus_finds_the_refusals_by_reason(drill: Drill) -> None:
     refused = drill.prometheus.query("sum by (outcome, reason) (kc_m2m_verifications_total{outcome!='accepted'})")
-    assert {(series["metric"]["outcome"], series["metric"]["reason"]): float(series["value"][1]) for series in refused} == {
+    counts = {(found["metric"]["outcome"], found["metric"]["reason"]): float(found["value"][1]) for found in refused}
+    assert counts == {
         ("refused", "invalid_signature"): 1,
         ("refused", "token_expired"): 1,
         ("refused", "no_key_matches_the_token"): 1,
@@ -250,26 +251,27 @@ def test_every_server_panel_query_returns_a_series(drill: Drill) -> None:
     assert len(MACHINE_A_PANELS) == 2
 
 
-
 @pytest.fixture(scope="module")
 def machine_a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    """Machine A calling the example service twice with tokens shorter-lived than its refresh margin (so
-    the second call renews), its own registry served on loopback and scraped by a real Prometheus."""
+    """Machine A calling the example service twice, its clock ten minutes on in between (so the second
+    call renews the expired token), its own registry served on loopback and scraped by a real Prometheus."""
     if not MACHINE_A_METRICS:
         pytest.skip("Machine A metrics (ClientCredentialsAuth(metrics=True)) are not in this tree yet")
     registry = CollectorRegistry()
     with TestIssuer.serving(realm="demo", optional_scopes={READ_SCOPE}) as issuer:
         issuer.register_client("reporting", secret=REPORTING_SECRET)
-        issuer.token_lifetime = 5
+        ahead = [0.0]
         caller = ClientCredentialsAuth(
             "reporting", issuer=issuer.issuer, client_secret=REPORTING_SECRET, scope=READ_SCOPE,
-            metrics=True, registry=registry,
+            metrics=True, registry=registry, clock=lambda: time.time() + ahead[0],
         )  # fmt: skip
         with serve_app(make_asgi_app(registry)) as exporter, example_service(issuer) as url:
             target = {"machine-a": exporter.removeprefix("http://")}
             with PrometheusServer(tmp_path_factory.mktemp("prometheus-a"), target) as prometheus:
                 with httpx.Client(base_url=url, auth=caller, timeout=10) as api:
-                    assert [api.get("/orders").status_code for _ in range(2)] == [200, 200]
+                    assert api.get("/orders").status_code == 200
+                    ahead[0] = 600
+                    assert api.get("/orders").status_code == 200
                 prometheus.wait_for_scrape("machine-a")
                 prometheus.wait_for_scrape("machine-a")
                 yield prometheus
@@ -278,10 +280,11 @@ def machine_a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusSe
 
 def test_prometheus_finds_machine_a_requests_and_renewals(machine_a: PrometheusServer) -> None:
     assert machine_a.value("sum(kc_m2m_client_token_requests_total{client_id='reporting', result='ok'})") == 2
-    assert machine_a.value("sum(kc_m2m_client_token_renewals_total{client_id='reporting'})") == 1
+    assert machine_a.value("sum(kc_m2m_client_token_renewals_total{client_id='reporting', reason='expired'})") == 1
     assert machine_a.value("sum(kc_m2m_client_token_seconds_count)") == 2
 
 
 def test_every_machine_a_panel_query_returns_a_series(machine_a: PrometheusServer) -> None:
-    empty = [(title, expr) for title, expr in panel_queries() if title in MACHINE_A_PANELS and not machine_a.query(expr)]
+    empty = [(title, expr) for title, expr in panel_queries()
+             if title in MACHINE_A_PANELS and not machine_a.query(expr)]  # fmt: skip
     assert empty == []
