@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # `import X as X`: re-exported, also for strict type checkers
     from .asgi.dependencies import require_client_role as require_client_role
     from .asgi.dependencies import require_realm_role as require_realm_role
     from .asgi.dependencies import require_scope as require_scope
+    from .asgi.metrics import metrics_app as metrics_app
     from .asgi.middleware import KeycloakAuthMiddleware as KeycloakAuthMiddleware
     from .asgi.middleware import ServiceUser as ServiceUser
     from .asgi.resource_server import KeycloakAuth as KeycloakAuth
@@ -84,6 +85,7 @@ _WHERE = {
     "KeycloakAuth": ".asgi.resource_server",
     "KeycloakResourceServer": ".asgi.resource_server",
     "KeycloakAuthMiddleware": ".asgi.middleware",
+    "metrics_app": ".asgi.metrics",
     "ServiceUser": ".asgi.middleware",
     "auth_error_handler": ".asgi.responses",
     **dict.fromkeys(

@@ -36,6 +36,7 @@ DPoPPolicy = Literal["off", "allowed", "required"]
 #: How a TLS-terminating proxy forwards the client certificate (RFC 8705 §3): nginx's
 #: ``$ssl_client_escaped_cert``, RFC 9440 ``Client-Cert``, or Envoy's ``x-forwarded-client-cert``.
 ClientCertFormat = Literal["pem-urlencoded", "rfc9440", "xfcc"]
+#: Resource-server metrics: none, or Prometheus families (:mod:`.server.metrics`).
 MetricsPolicy = Literal["off", "prometheus"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -102,7 +102,7 @@ async def test_dpop_request_builds_one_context(captured: tuple[Capture, httpx.As
     token = issuer.token()
     response = await c.post("/orders?page=2", headers=dpop(token))
     assert response.json() == {"client": "machine-a"}
-    assert capture.contexts == [RequestContext(token, "DPoP", "POST", "http://api.test/orders", PROOF)]
+    assert capture.contexts == [RequestContext(token, "DPoP", "POST", "http://api.test/orders", PROOF, path="/orders")]
 
 
 @pytest.mark.parametrize("scheme", ["dpop", "DPOP", "dPoP"])
@@ -121,7 +121,7 @@ async def test_bearer_with_a_proof_header_is_not_a_dpop_request(
     capture, c = captured
     token = issuer.token()
     assert (await c.get("/orders", headers={**bearer(token), "DPoP": PROOF})).status_code == 200
-    assert capture.contexts == [RequestContext(token, "Bearer", "GET")]
+    assert capture.contexts == [RequestContext(token, "Bearer", "GET", path="/orders")]
 
 
 @pytest.mark.parametrize(
@@ -155,7 +155,7 @@ async def test_dependencies_build_the_same_context(make_client: Any, issuer: Tes
     token = issuer.token()
     async with client(middleware=False) as c:
         assert (await c.get("/orders", headers=dpop(token))).status_code == 200
-    assert capture.contexts == [RequestContext(token, "DPoP", "GET", "http://api.test/orders", PROOF)]
+    assert capture.contexts == [RequestContext(token, "DPoP", "GET", "http://api.test/orders", PROOF, path="/orders")]
 
 
 @pytest.mark.parametrize(("scheme", "htu"), [("ws", "http://api.test/svc/ws"), ("wss", "https://api.test/svc/ws")])
@@ -163,7 +163,7 @@ def test_a_websocket_handshake_is_an_http_get(issuer: TestIssuer, scheme: str, h
     headers = [(b"host", b"api.test"), (b"authorization", b"DPoP abc"), (b"dpop", PROOF.encode())]
     scope = {"type": "websocket", "scheme": scheme, "path": "/svc/ws", "root_path": "/svc", "headers": headers}
     context = request_context({**scope, "query_string": b""}, issuer.settings())
-    assert context == RequestContext("abc", "DPoP", "GET", htu, PROOF)
+    assert context == RequestContext("abc", "DPoP", "GET", htu, PROOF, path="/svc/ws")
 
 
 @pytest.mark.parametrize("middleware", [True, False])
@@ -180,7 +180,7 @@ async def test_a_websocket_handshake_through_uvicorn(
         with pytest.raises(InvalidStatus) as refused:
             async with connect(f"ws://{host}/ws", additional_headers=dpop(token)):
                 pass
-    assert capture.contexts[0] == RequestContext(token, "DPoP", "GET", f"http://{host}/ws", PROOF)
+    assert capture.contexts[0] == RequestContext(token, "DPoP", "GET", f"http://{host}/ws", PROOF, path="/ws")
     assert refused.value.response.status_code == 401
     assert refused.value.response.headers["DPoP-Nonce"] == "n-2"
     assert refused.value.response.headers["WWW-Authenticate"].startswith('DPoP error="use_dpop_nonce"')

@@ -1,0 +1,239 @@
+"""Prometheus metrics (KC_M2M_METRICS=prometheus): counts per outcome and reason, bounded labels, shared
+families per registry, and the rate-limited refusal events of the observer hook."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import logging
+import pathlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from fastapi_kc_m2m import (
+    AuthError,
+    IdentityProviderUnavailable,
+    InvalidToken,
+    KeycloakAuth,
+    KeycloakAuthMiddleware,
+    LoggingObserver,
+    errors,
+    metrics_app,
+)
+from fastapi_kc_m2m._jose.dpop import access_token_hash, make_proof
+from fastapi_kc_m2m.errors import reason_code
+from fastapi_kc_m2m.server.context import RequestContext
+from fastapi_kc_m2m.server.metrics import REASONS
+from fastapi_kc_m2m.testing import TestIssuer, generate_key
+from tests.helpers import INTROSPECTION_SECRET, api_client, bearer
+
+pytestmark = pytest.mark.anyio
+
+HTU = "https://api.test/orders"
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@contextlib.asynccontextmanager
+async def metered(
+    issuer: TestIssuer, registry: CollectorRegistry | None, **overrides: Any
+) -> AsyncIterator[KeycloakAuth]:
+    """A verifier with metrics on ``registry`` (None: the default one), wired to ``issuer``."""
+    settings = issuer.settings(metrics="prometheus", **overrides)
+    async with KeycloakAuth(settings, transport=issuer.transport, clock=issuer.clock, registry=registry) as auth:
+        yield auth
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def series(registry: CollectorRegistry) -> int:
+    return sum(len(family.samples) for family in registry.collect())
+
+
+async def refuse(auth: KeycloakAuth, token: str) -> AuthError:
+    with pytest.raises(AuthError) as refused:
+        await auth.verify(token)
+    return refused.value
+
+
+async def test_accepted_tokens_count_with_cache_hits_timed_apart(
+    issuer: TestIssuer, registry: CollectorRegistry
+) -> None:
+    async with metered(issuer, registry) as auth:
+        token = issuer.token()
+        for _ in range(3):
+            await auth.verify(token)
+    assert value(registry, "kc_m2m_verifications_total", outcome="accepted", reason="ok", client_id="") == 3
+    assert value(registry, "kc_m2m_verification_seconds_count", cache="miss") == 1
+    assert value(registry, "kc_m2m_verification_seconds_count", cache="hit") == 2
+    assert value(registry, "kc_m2m_token_remaining_seconds_count", client_id="") == 1
+    assert value(registry, "kc_m2m_token_lifetime_seconds_sum", client_id="") == 300
+    assert value(registry, "kc_m2m_jwks_fetches_total", issuer=issuer.issuer, result="ok") == 1
+    assert value(registry, "kc_m2m_jwks_keys", issuer=issuer.issuer) == 1
+    assert 0 <= value(registry, "kc_m2m_jwks_age_seconds", issuer=issuer.issuer) < 60
+
+
+async def test_each_refusal_counts_under_its_reason(issuer: TestIssuer, registry: CollectorRegistry) -> None:
+    async with metered(issuer, registry) as auth:
+        for token in issuer.bad_tokens().values():
+            error = await refuse(auth, token)
+            reason = error.reason
+            assert reason in REASONS
+            before = value(registry, "kc_m2m_verifications_total", outcome="refused", reason=reason, client_id="")
+            await refuse(auth, token)
+            after = value(registry, "kc_m2m_verifications_total", outcome="refused", reason=reason, client_id="")
+            assert after == before + 1, reason
+
+
+async def test_keycloak_down_counts_as_unavailable(issuer: TestIssuer, registry: CollectorRegistry) -> None:
+    issuer.fail("jwks", "status")
+    async with metered(issuer, registry) as auth:
+        assert isinstance(await refuse(auth, issuer.token()), IdentityProviderUnavailable)
+    reason = "the_identity_provider_is_unavailable"
+    assert value(registry, "kc_m2m_verifications_total", outcome="unavailable", reason=reason, client_id="") == 1
+    assert value(registry, "kc_m2m_jwks_fetches_total", issuer=issuer.issuer, result="error") == 1
+
+
+async def test_introspections_count_by_result(issuer: TestIssuer, registry: CollectorRegistry) -> None:
+    issuer.register_client(secret=INTROSPECTION_SECRET)
+    async with metered(issuer, registry, introspection="always", client_secret=INTROSPECTION_SECRET) as auth:
+        await auth.verify(issuer.token())
+        revoked = issuer.token(jti="revoked")
+        issuer.revoke(revoked)
+        await refuse(auth, revoked)
+    assert value(registry, "kc_m2m_introspections_total", result="active") == 1
+    assert value(registry, "kc_m2m_introspections_total", result="inactive") == 1
+    assert value(registry, "kc_m2m_introspection_seconds_count") == 2
+
+
+async def test_dpop_proofs_count_by_outcome(issuer: TestIssuer, registry: CollectorRegistry) -> None:
+    key = generate_key("ES256")
+    token = issuer.token(typ="DPoP", cnf={"jkt": key.thumbprint(), "kc-jkt-type": "DPoP"})
+    proof = make_proof(key, htm="GET", htu=HTU, iat=issuer.clock(), ath=access_token_hash(token))
+    context = RequestContext(token, "DPoP", "GET", HTU, proof)
+    async with metered(issuer, registry) as auth:
+        await auth.authenticate(context)
+        with pytest.raises(AuthError):
+            await auth.authenticate(context)
+    assert value(registry, "kc_m2m_dpop_proofs_total", outcome="accepted", reason="valid_proof") == 1
+    assert value(registry, "kc_m2m_dpop_proofs_total", outcome="refused", reason="DPoP_proof_replayed") == 1
+
+
+async def test_certificate_binding_outcomes_count(issuer: TestIssuer, registry: CollectorRegistry) -> None:
+    token = issuer.token(cnf={"x5t#S256": "A" * 43})
+    async with metered(issuer, registry) as auth:
+        await refuse(auth, token)
+        with pytest.raises(InvalidToken):
+            await auth.authenticate(RequestContext(token, client_certificate=b"not the one"))
+    assert value(registry, "kc_m2m_certificate_bindings_total", outcome="missing") == 1
+    assert value(registry, "kc_m2m_certificate_bindings_total", outcome="mismatch") == 1
+
+
+async def test_client_ids_label_only_when_allowed_clients_bound_them(
+    issuer: TestIssuer, registry: CollectorRegistry
+) -> None:
+    async with metered(issuer, registry, allowed_clients=("machine-a",)) as auth:
+        await auth.verify(issuer.token())
+        await refuse(auth, issuer.token(client_id="intruder-1"))
+    assert value(registry, "kc_m2m_verifications_total", outcome="accepted", reason="ok", client_id="machine-a") == 1
+    refused = {"outcome": "refused", "reason": "calling_client_not_allowed", "client_id": ""}
+    assert value(registry, "kc_m2m_verifications_total", **refused) == 1
+
+
+async def test_labels_stay_bounded_under_ten_thousand_junk_tokens(
+    issuer: TestIssuer, registry: CollectorRegistry
+) -> None:
+    async with metered(issuer, registry) as auth:
+        await refuse(auth, "junk")
+        await refuse(auth, issuer.token(iss="http://evil.test/realms/x", client_id="evil"))
+        baseline = series(registry)
+        for i in range(10_000):
+            junk = issuer.token(iss=f"http://evil.test/realms/{i}", client_id=f"evil-{i}", kid=f"k{i}")
+            await refuse(auth, junk if i % 2 else f"junk.{i}.x")
+    assert series(registry) == baseline
+    untrusted = {"outcome": "refused", "reason": "untrusted_issuer", "client_id": ""}
+    assert value(registry, "kc_m2m_verifications_total", **untrusted) == 5001
+
+
+def test_every_reason_the_package_raises_is_in_the_closed_set() -> None:
+    """Each literal description given to an AuthError (or a DPoP proof fault) is a known reason code."""
+    raising = {name for name in errors.__all__ if name[0].isupper()} | {"ProofError"}
+    found = set()
+    for path in pathlib.Path("fastapi_kc_m2m").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in raising:
+                texts = [arg.value for arg in node.args if isinstance(arg, ast.Constant)]
+                found |= {reason_code(text) for text in texts if isinstance(text, str)}
+    assert len(found) > 40
+    assert found - REASONS == set()
+
+
+async def test_two_instances_share_the_default_registry(issuer: TestIssuer) -> None:
+    before = value(REGISTRY, "kc_m2m_verifications_total", outcome="accepted", reason="ok", client_id="")
+    async with metered(issuer, None) as first, metered(issuer, None) as second:
+        await first.verify(issuer.token())
+        await second.verify(issuer.token(jti="other"))
+    after = value(REGISTRY, "kc_m2m_verifications_total", outcome="accepted", reason="ok", client_id="")
+    assert after == before + 2
+
+
+async def test_metrics_app_is_authenticated_unless_excluded(issuer: TestIssuer, registry: CollectorRegistry) -> None:
+    async with metered(issuer, registry) as auth:
+        await auth.verify(issuer.token())
+        for exclude, status in (((), 401), (("/metrics/",), 200)):
+            app = FastAPI()
+            app.mount("/metrics", metrics_app(registry))
+            protected = KeycloakAuthMiddleware(app, auth, exclude_paths=exclude)
+            async with api_client(protected) as client:
+                response = await client.get("/metrics/")
+            assert response.status_code == status
+        async with api_client(KeycloakAuthMiddleware(app, auth)) as client:
+            scraped = await client.get("/metrics/", headers=bearer(issuer.token()))
+    assert 'kc_m2m_verifications_total{client_id="",outcome="accepted",reason="ok"}' in scraped.text
+
+
+# ------------------------------------------------------------------ refusal events
+
+
+async def test_a_refusal_event_names_path_and_method_never_the_token(
+    issuer: TestIssuer, auth: KeycloakAuth, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="fastapi_kc_m2m")
+    app = FastAPI()
+    token = issuer.token(aud="account")
+    async with api_client(KeycloakAuthMiddleware(app, auth)) as client:
+        assert (await client.post("/orders/7", headers=bearer(token))).status_code == 401
+    [record] = [r for r in caplog.records if r.getMessage().startswith("refused: ")]
+    fields = {name: getattr(record, name) for name in ("reason", "issuer", "client_id", "path", "method")}
+    assert fields == {
+        "reason": "token_is_not_meant_for_this_audience",
+        "issuer": issuer.issuer,
+        "client_id": "machine-a",
+        "path": "/orders/7",
+        "method": "POST",
+    }
+    assert token.split(".")[1] not in caplog.text
+
+
+def test_refusal_events_are_rate_limited_and_count_what_they_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fastapi_kc_m2m")
+    observer = LoggingObserver(refusal_level=logging.INFO, refusal_rate=100.0, refusal_burst=5)
+    started = time.monotonic()
+    for _ in range(1000):
+        observer.token_refused(InvalidToken("token expired"))
+    elapsed = time.monotonic() - started
+    assert 5 <= len(caplog.records) <= 5 + 100 * elapsed + 1
+    logged = len(caplog.records)
+    time.sleep(0.05)
+    observer.token_refused(InvalidToken("token expired"))
+    assert caplog.records[-1].suppressed == 1000 - logged  # type: ignore[attr-defined]
