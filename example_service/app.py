@@ -5,7 +5,7 @@
 - writes need the client role ``writer`` of *this* API's Keycloak client (``machine-b``);
 - cancelling an order also asks Keycloak whether the token is still active (introspection), so a
   revoked token is refused there while it still passes the local-only routes until it expires;
-- with ``KC_M2M_METRICS=prometheus``, ``GET /metrics`` is public, for Prometheus on a private network.
+- with ``KC_M2M_METRICS=prometheus``, ``GET /metrics/`` is public, for Prometheus on a private network.
 
 Run it with ``uvicorn example_service.app:create_app --factory``; settings come from ``KC_M2M_*``
 (``KC_M2M_INTROSPECTION=per_route`` and ``KC_M2M_CLIENT_SECRET`` for the cancel route).
@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import itertools
 
-from fastapi import FastAPI, HTTPException, Response, status
+from fastapi import FastAPI, HTTPException, status
 from pydantic import BaseModel
 
 from fastapi_kc_m2m import (
     KeycloakAuth,
     KeycloakAuthMiddleware,
     Principal,
+    metrics_app,
     require_active_token,
     require_client_role,
     require_scope,
@@ -48,8 +49,8 @@ def create_app(auth: KeycloakAuth | None = None) -> FastAPI:
     app = FastAPI(title="orders (Machine B)", lifespan=auth.lifespan)
     public = ["/health", "/docs", "/openapi.json"]
     if auth.settings.metrics == "prometheus":
-        add_metrics(app)
-        public.append("/metrics")  # scraped without a token: serve it on a private network only
+        app.mount("/metrics", metrics_app())
+        public.append("/metrics/")  # scraped without a token: serve it on a private network only
     app.add_middleware(KeycloakAuthMiddleware, auth=auth, exclude_paths=public)
     orders: dict[int, Order] = {}
     ids = itertools.count(1)
@@ -76,12 +77,3 @@ def create_app(auth: KeycloakAuth | None = None) -> FastAPI:
         return orders[order_id]
 
     return app
-
-
-def add_metrics(app: FastAPI) -> None:
-    """``GET /metrics``: prometheus_client's default registry in its text format (the prometheus extra)."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # noqa: PLC0415 - an optional extra
-
-    @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:  # a plain def: FastAPI runs it in a thread, off the event loop
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

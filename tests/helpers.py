@@ -404,16 +404,19 @@ def answering(issuer: TestIssuer, body: bytes, **overrides: Any) -> KeycloakReso
 
 class PrometheusServer:
     """A real ``prometheus`` (Debian's package; ``scripts/bootstrap --with-node`` installs it) on a free
-    loopback port, scraping ``targets`` (job name -> ``host:port``, path ``/metrics``) every second with
+    loopback port, scraping ``targets`` (job name -> ``host:port``) at ``path`` every second with
     ``rule_files``, its config and storage in ``directory``. Fails, never skips, when it is missing."""
 
-    def __init__(self, directory: Path, targets: dict[str, str], rule_files: tuple[Path, ...] = ()) -> None:
+    def __init__(
+        self, directory: Path, targets: dict[str, str], rule_files: tuple[Path, ...] = (), path: str = "/metrics"
+    ) -> None:
         if shutil.which("prometheus") is None:
             raise RuntimeError("prometheus is missing: run scripts/bootstrap --with-node")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = directory / "prometheus.yml"
-        scrapes = [{"job_name": job, "static_configs": [{"targets": [target]}]} for job, target in targets.items()]
+        scrapes = [{"job_name": job, "metrics_path": path, "static_configs": [{"targets": [target]}]}
+                   for job, target in targets.items()]  # fmt: skip
         document = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                     "rule_files": [str(path) for path in rule_files], "scrape_configs": scrapes}  # fmt: skip
         config.write_text(json.dumps(document))  # JSON is YAML

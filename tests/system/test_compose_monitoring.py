@@ -62,7 +62,7 @@ def app_port() -> str:
 def test_prometheus_scrapes_the_orders_app_port_with_metrics_on(services: dict[str, Any]) -> None:
     config = yaml.safe_load(in_repository(services["prometheus"], "/etc/prometheus/prometheus.yml").read_text())
     (job,) = config["scrape_configs"]
-    assert job["metrics_path"] == "/metrics"
+    assert job["metrics_path"] == "/metrics/"
     assert job["static_configs"] == [{"targets": [f"orders:{app_port()}"]}]  # not through a TLS front
     assert services["orders"]["environment"]["KC_M2M_METRICS"] == "prometheus"
     assert services["prometheus"]["depends_on"] == {"orders": {"condition": "service_healthy"}}

@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, make_asgi_app
+from prometheus_client import CollectorRegistry
 
 from example_service.app import READ_SCOPE, WRITER_ROLE
 from example_service.demo import MACHINE_B_SECRET, REPORTING_SECRET
-from fastapi_kc_m2m import ClientCredentialsAuth
+from fastapi_kc_m2m import ClientCredentialsAuth, metrics_app
 from fastapi_kc_m2m.testing import DPoPCaller, TestIssuer, serve_app
 from tests.helpers import PrometheusServer, bearer, free_port
 
@@ -165,7 +165,8 @@ def drill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
         issuer.register_client("machine-b", secret=MACHINE_B_SECRET)
         with example_service(issuer) as url:
             target = {"orders": url.removeprefix("http://")}
-            with PrometheusServer(tmp_path_factory.mktemp("prometheus"), target, (ALERTS,)) as prometheus:
+            directory = tmp_path_factory.mktemp("prometheus")
+            with PrometheusServer(directory, target, (ALERTS,), path="/metrics/") as prometheus:
                 statuses = run_drill(url, issuer)
                 prometheus.wait_for_scrape("orders")
                 prometheus.wait_for_scrape("orders")
@@ -265,7 +266,7 @@ def machine_a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusSe
             "reporting", issuer=issuer.issuer, client_secret=REPORTING_SECRET, scope=READ_SCOPE,
             metrics=True, registry=registry, clock=lambda: time.time() + ahead[0],
         )  # fmt: skip
-        with serve_app(make_asgi_app(registry)) as exporter, example_service(issuer) as url:
+        with serve_app(metrics_app(registry)) as exporter, example_service(issuer) as url:
             target = {"machine-a": exporter.removeprefix("http://")}
             with PrometheusServer(tmp_path_factory.mktemp("prometheus-a"), target) as prometheus:
                 with httpx.Client(base_url=url, auth=caller, timeout=10) as api:
