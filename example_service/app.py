@@ -4,7 +4,8 @@
 - reads need the scope ``orders:read`` (an optional client scope the caller asks for);
 - writes need the client role ``writer`` of *this* API's Keycloak client (``machine-b``);
 - cancelling an order also asks Keycloak whether the token is still active (introspection), so a
-  revoked token is refused there while it still passes the local-only routes until it expires.
+  revoked token is refused there while it still passes the local-only routes until it expires;
+- with ``KC_M2M_METRICS=prometheus``, ``GET /metrics/`` is public, for Prometheus on a private network.
 
 Run it with ``uvicorn example_service.app:create_app --factory``; settings come from ``KC_M2M_*``
 (``KC_M2M_INTROSPECTION=per_route`` and ``KC_M2M_CLIENT_SECRET`` for the cancel route).
@@ -21,6 +22,7 @@ from fastapi_kc_m2m import (
     KeycloakAuth,
     KeycloakAuthMiddleware,
     Principal,
+    metrics_app,
     require_active_token,
     require_client_role,
     require_scope,
@@ -45,7 +47,11 @@ def create_app(auth: KeycloakAuth | None = None) -> FastAPI:
     """The orders API, verifying tokens with ``auth`` (default: settings from ``KC_M2M_*``)."""
     auth = auth or KeycloakAuth()
     app = FastAPI(title="orders (Machine B)", lifespan=auth.lifespan)
-    app.add_middleware(KeycloakAuthMiddleware, auth=auth, exclude_paths=["/health", "/docs", "/openapi.json"])
+    public = ["/health", "/docs", "/openapi.json"]
+    if auth.settings.metrics == "prometheus":
+        app.mount("/metrics", metrics_app())
+        public.append("/metrics/")  # scraped without a token: serve it on a private network only
+    app.add_middleware(KeycloakAuthMiddleware, auth=auth, exclude_paths=public)
     orders: dict[int, Order] = {}
     ids = itertools.count(1)
 

@@ -1,6 +1,6 @@
 """What several test modules need: request headers, an in-process client for an app, a gate that
 holds an identity provider's answers, polling for background work, a DPoP token endpoint and API,
-real redis-server processes, a per-run PKI made with ``kc-m2m ca``/``cert``, nginx terminating
+real redis-server and prometheus processes, a per-run PKI made with ``kc-m2m ca``/``cert``, nginx terminating
 mutual TLS in front of an API (``nginx/mtls.conf.template``, the compose file's own), and the spans recorded."""
 
 from __future__ import annotations
@@ -470,3 +470,84 @@ class Spans:
         """Every finished span's name, attributes, status and events as one string, to look for secrets in."""
         spans = self._exporter.get_finished_spans()
         return repr([(s.name, dict(s.attributes or {}), s.status.description, s.events) for s in spans])
+
+
+class PrometheusServer:
+    """A real ``prometheus`` (Debian's package; ``scripts/bootstrap --with-node`` installs it) on a free
+    loopback port, scraping ``targets`` (job name -> ``host:port``) at ``path`` every second with
+    ``rule_files``, its config and storage in ``directory``. Fails, never skips, when it is missing."""
+
+    def __init__(
+        self, directory: Path, targets: dict[str, str], rule_files: tuple[Path, ...] = (), path: str = "/metrics"
+    ) -> None:
+        if shutil.which("prometheus") is None:
+            raise RuntimeError("prometheus is missing: run scripts/bootstrap --with-node")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = directory / "prometheus.yml"
+        scrapes = [{"job_name": job, "metrics_path": path, "static_configs": [{"targets": [target]}]}
+                   for job, target in targets.items()]  # fmt: skip
+        document = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(path) for path in rule_files], "scrape_configs": scrapes}  # fmt: skip
+        config.write_text(json.dumps(document))  # JSON is YAML
+        self._argv = ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
+                      f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]  # fmt: skip
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PrometheusServer:
+        """Start it and wait (up to 30 s, for a loaded machine) until it reports ready."""
+        self._process = subprocess.Popen(self._argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        deadline = time.monotonic() + 30
+        while not self._ready():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"prometheus on port {self.port} did not start")
+            time.sleep(0.1)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """The instant vector ``expr`` evaluates to now (the HTTP API's ``/api/v1/query``)."""
+        answer = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
+        assert answer["status"] == "success", answer
+        return list(answer["data"]["result"])
+
+    def value(self, expr: str) -> float:
+        """The single sample ``expr`` evaluates to now (0 when it has none)."""
+        result = self.query(expr)
+        assert len(result) <= 1, result
+        return float(result[0]["value"][1]) if result else 0.0
+
+    def scraped(self, job: str) -> float:
+        """The time of the newest scrape of ``job`` (0 before the first)."""
+        return self.value(f'timestamp(up{{job="{job}"}})')  # of the selector itself: the sample's time
+
+    def wait_for_scrape(self, job: str, seconds: float = 30) -> None:
+        """Wait until ``job`` has been scraped after this call (its counters as of now are in)."""
+        since, deadline = time.time(), time.monotonic() + seconds
+        while self.scraped(job) <= since:  # a scrape that began after this call
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"prometheus did not scrape {job}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Stop it and wait for it to end."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(10)
+            self._process = None
+
+    def __enter__(self) -> PrometheusServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

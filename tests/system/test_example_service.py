@@ -153,9 +153,9 @@ def test_the_demo_needs_no_node_but_the_tests_do() -> None:
     assert "scripts/bootstrap --with-node\n" in test_recipe
 
 
-def bootstrap(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
+def bootstrap(tmp_path: Path, *args: str, path: str = "/usr/bin:/bin") -> tuple[int, list[str]]:
     """Run a copy of scripts/bootstrap in ``tmp_path`` with python3, the venv's python, npm and apt-get
-    stubbed; return its exit status and the commands it ran."""
+    stubbed, the rest found on ``path``; return its exit status and the commands it ran."""
     log, stubs = tmp_path / "ran.log", tmp_path / "bin"
     for stub in (stubs / "python3", stubs / "npm", stubs / "apt-get", tmp_path / ".venv" / "bin" / "python"):
         stub.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +163,7 @@ def bootstrap(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
         stub.chmod(0o755)
     (tmp_path / "scripts").mkdir()
     shutil.copy2(ROOT / "scripts" / "bootstrap", tmp_path / "scripts" / "bootstrap")
-    env = os.environ | {"PATH": f"{stubs}:/usr/bin:/bin"}
+    env = os.environ | {"PATH": f"{stubs}:{path}"}
     result = subprocess.run(  # noqa: S603 - a copy of our own script, with stubbed tools
         [str(tmp_path / "scripts" / "bootstrap"), *args], env=env, capture_output=True, check=False
     )
@@ -182,7 +182,21 @@ def test_bootstrap_installs_node_only_when_asked(tmp_path: Path) -> None:
     redis = ["apt-get update -qq", "apt-get install -y -qq redis-server"] if missing else []
     missing = shutil.which("nginx", path="/usr/sbin:/usr/bin:/bin") is None  # the mTLS drill needs it
     nginx = ["apt-get update -qq", "apt-get install -y -qq nginx-light"] if missing else []
-    assert ran[5:] == redis + nginx
+    missing = not all(shutil.which(tool, path="/usr/bin:/bin") for tool in ("prometheus", "promtool"))
+    install = "apt-get install -y -qq --no-install-recommends prometheus"  # the Prometheus tests need it
+    prometheus = ["apt-get update -qq", install] if missing else []
+    assert ran[5:] == redis + nginx + prometheus
+
+
+def test_bootstrap_installs_prometheus_when_missing(tmp_path: Path) -> None:
+    """Only bash and dirname on the PATH: no prometheus, no promtool, so Debian's package is installed."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for tool in ("bash", "dirname"):
+        (tools / tool).symlink_to(str(shutil.which(tool)))
+    status, ran = bootstrap(tmp_path / "with-node", "--with-node", path=str(tools))
+    assert status == 0
+    assert ran[-2:] == ["apt-get update -qq", "apt-get install -y -qq --no-install-recommends prometheus"]
 
 
 def test_bootstrap_refuses_unknown_options(tmp_path: Path) -> None:
