@@ -22,7 +22,14 @@ from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
-from ..errors import AuthError, IdentityProviderUnavailable, InsufficientScope, MissingCredentials, UseDPoPNonce
+from ..errors import (
+    AuthError,
+    IdentityProviderUnavailable,
+    InsufficientScope,
+    MissingCredentials,
+    TokenExchangeError,
+    UseDPoPNonce,
+)
 from ..settings import KeycloakSettings
 from .bearer import BEARER, DPOP, presented_scheme
 from .state import find_auth
@@ -55,7 +62,7 @@ def refusal(error: AuthError, realm: str | None, *, scheme: str = BEARER, dpop: 
     headers = {"Cache-Control": "no-store"}
     if isinstance(error, IdentityProviderUnavailable):
         headers["Retry-After"] = str(error.retry_after)
-    else:
+    elif not isinstance(error, TokenExchangeError):  # a 502: the caller's credentials are not in question
         headers["WWW-Authenticate"] = _challenge(error, realm, scheme, dpop)
     if isinstance(error, UseDPoPNonce):
         headers["DPoP-Nonce"] = error.nonce
