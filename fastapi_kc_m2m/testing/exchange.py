@@ -48,7 +48,7 @@ def exchange_grant(issuer: TestIssuer, requester: str | None, form: Mapping[str,
     subject = _subject(issuer, form["subject_token"], requester)
     if isinstance(subject, Refusal):
         return subject
-    audiences = [form["audience"]] if "audience" in form else list(client.exchange_audiences)
+    audiences = [form["audience"]] if "audience" in form else list(client.exchange_audiences or ())
     refused = _refused_audience(issuer, client, audiences)
     if refused is not None:
         return refused
