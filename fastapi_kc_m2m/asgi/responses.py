@@ -9,6 +9,9 @@ value, ``Bearer realm="…", DPoP algs="…"`` (``DPoP algs="…"`` alone when D
 of a DPoP-scheme request (its proof's ``invalid_dpop_proof``, ``use_dpop_nonce`` with the
 ``DPoP-Nonce`` header of §8, any other error) or of anything while DPoP is required is challenged
 ``DPoP error="…", error_description="…", algs="…"``; other refusals keep the ``Bearer`` challenge.
+
+A failed token exchange for a downstream call (:class:`~..errors.TokenExchangeError`, RFC 8693 §2.2.2) is
+a 502 without a challenge: the caller was authenticated, and new credentials from it would change nothing.
 """
 
 from __future__ import annotations
