@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # `import X as X`: re-exported, also for strict type checkers
     from .asgi.dependencies import OAuth2Scheme as OAuth2Scheme
     from .asgi.dependencies import Principal as Principal
     from .asgi.dependencies import client_credentials as client_credentials
+    from .asgi.dependencies import downstream as downstream
     from .asgi.dependencies import get_principal as get_principal
     from .asgi.dependencies import oauth2_scheme as oauth2_scheme
     from .asgi.dependencies import require_active_token as require_active_token
@@ -38,10 +39,15 @@ if TYPE_CHECKING:  # `import X as X`: re-exported, also for strict type checkers
     from .errors import InvalidRequest as InvalidRequest
     from .errors import InvalidToken as InvalidToken
     from .errors import MissingCredentials as MissingCredentials
+    from .errors import TokenExchangeError as TokenExchangeError
     from .errors import UseDPoPNonce as UseDPoPNonce
+    from .principal import Actor as Actor
     from .principal import ServicePrincipal as ServicePrincipal
     from .server.context import RequestContext as RequestContext
     from .server.context import Verification as Verification
+    from .server.exchange import ExchangedToken as ExchangedToken
+    from .server.exchange import ExchangedTokenAuth as ExchangedTokenAuth
+    from .server.exchange import TokenExchanger as TokenExchanger
     from .server.keyset import KeySet as KeySet
     from .server.observer import LoggingObserver as LoggingObserver
     from .server.observer import Observer as Observer
@@ -67,8 +73,10 @@ _WHERE = {
     "InvalidDPoPProof": ".errors",
     "InvalidToken": ".errors",
     "UseDPoPNonce": ".errors",
+    "TokenExchangeError": ".errors",
     "MissingCredentials": ".errors",
     "ServicePrincipal": ".principal",
+    "Actor": ".principal",
     "SUPPORTED_ALGORITHMS": ".settings",
     "IntrospectionPolicy": ".settings",
     "KeycloakSettings": ".settings",
@@ -76,6 +84,7 @@ _WHERE = {
     "RequestContext": ".server.context",
     "Verification": ".server.context",
     "KeySet": ".server.keyset",
+    **dict.fromkeys(("ExchangedToken", "ExchangedTokenAuth", "TokenExchanger"), ".server.exchange"),
     "LoggingObserver": ".server.observer",
     "Observer": ".server.observer",
     "MemoryStore": ".server.store",
@@ -94,6 +103,7 @@ _WHERE = {
             "OAuth2Scheme",
             "Principal",
             "client_credentials",
+            "downstream",
             "get_principal",
             "oauth2_scheme",
             "require_active_token",

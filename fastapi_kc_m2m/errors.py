@@ -14,6 +14,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidToken",
     "MissingCredentials",
+    "TokenExchangeError",
     "UseDPoPNonce",
     "reason_code",
 ]
@@ -112,4 +113,21 @@ class UseDPoPNonce(AuthError):
 
     def __init__(self, nonce: str, description: str | None = None) -> None:
         self.nonce = nonce
+        super().__init__(description)
+
+
+class TokenExchangeError(AuthError):
+    """No token for a downstream call could be had by token exchange (RFC 8693 §2.2.2): Keycloak refused it
+    (``oauth_error`` is its RFC 6749 §5.2 code, e.g. ``invalid_request``, ``unauthorized_client``,
+    ``invalid_target``, ``access_denied``), or the caller's token is sender-constrained (``oauth_error`` is
+    ``None``). The caller was authenticated: this is this service failing to act for it upstream, a
+    502 Bad Gateway (RFC 9110 §15.6.3) without a challenge; Keycloak unreachable is
+    :class:`IdentityProviderUnavailable` (503) instead."""
+
+    status_code = 502
+    error = None
+    default_description = "the token exchange was refused"
+
+    def __init__(self, oauth_error: str | None = None, description: str | None = None) -> None:
+        self.oauth_error = oauth_error
         super().__init__(description)

@@ -5,13 +5,37 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._jose.claims import calling_client
 
-__all__ = ["ServicePrincipal"]
+__all__ = ["Actor", "ServicePrincipal"]
 
 _EMPTY = frozenset({""})
+#: Nested ``act`` claims read at most this deep; a longer chain is cut there.
+_MAX_ACTORS = 16
+
+
+class Actor(NamedTuple):
+    """One party of an ``act`` or ``may_act`` claim (RFC 8693 §4.1, §4.4): its ``sub``, ``client_id``
+    and ``iss``, each ``None`` when absent or not a string."""
+
+    subject: str | None
+    client_id: str | None
+    issuer: str | None
+
+    @classmethod
+    def from_claim(cls, value: Mapping[str, Any]) -> Actor:
+        return cls(_string(value.get("sub")), _string(value.get("client_id")), _string(value.get("iss")))
+
+
+def _actors(value: Any) -> tuple[Actor, ...]:
+    """RFC 8693 §4.1: the current actor first, then each prior one from the nested ``act`` members."""
+    chain: list[Actor] = []
+    while isinstance(value, dict) and len(chain) < _MAX_ACTORS:
+        chain.append(Actor.from_claim(value))
+        value = value.get("act")
+    return tuple(chain)
 
 
 def _strings(value: Any) -> frozenset[str]:
@@ -90,6 +114,19 @@ class ServicePrincipal:
     def audiences(self) -> tuple[str, ...]:
         """The audiences (``aud``), as a tuple even when the claim is one string."""
         return _audiences(self.claims.get("aud"))
+
+    @property
+    def act(self) -> tuple[Actor, ...]:
+        """The delegation chain (RFC 8693 §4.1; Keycloak 26.8's experimental delegation): who acts for the
+        subject, current actor first; empty without ``act``. Informational: no check of this package
+        uses it (§4.1: only the current actor counts for access control, and only if you decide so)."""
+        return _actors(self.claims.get("act"))
+
+    @property
+    def may_act(self) -> Actor | None:
+        """Who may act for the subject (RFC 8693 §4.4), if the token says; informational like :attr:`act`."""
+        value = self.claims.get("may_act")
+        return Actor.from_claim(value) if isinstance(value, dict) else None
 
     @property
     def token_id(self) -> str | None:

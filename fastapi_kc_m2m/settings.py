@@ -154,6 +154,16 @@ class KeycloakSettings(BaseSettings):
         default=10000, ge=0, description="Introspection answers remembered; 0 disables"
     )
     introspection_timeout: float = Field(default=3.0, gt=0, description="Total time one introspection call may take")
+    token_exchange: bool = Field(
+        default=False,
+        description="Exchange callers' tokens for downstream calls (RFC 8693) as the client of KC_M2M_CLIENT_ID",
+    )
+    token_endpoints: _JsonMap = Field(
+        default_factory=dict, description="JSON object issuer -> token endpoint for token exchange, skipping discovery"
+    )
+    token_exchange_cache_size: int = Field(
+        default=1000, ge=0, description="Exchanged tokens remembered (per caller token, audience, scope); 0 disables"
+    )
     lightweight_tokens: bool = Field(
         default=False, description="Accept tokens without aud, taking aud and roles from the introspection answer"
     )
@@ -264,7 +274,7 @@ class KeycloakSettings(BaseSettings):
             raise ValueError("KC_M2M_CLIENT_CERT_HEADER must be a lower-case header name, e.g. ssl-client-cert")
         return value
 
-    @field_validator("jwks_uris", "introspection_endpoints", mode="before")
+    @field_validator("jwks_uris", "introspection_endpoints", "token_endpoints", mode="before")
     @classmethod
     def _parse_json_maps(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, str):
@@ -301,7 +311,7 @@ class KeycloakSettings(BaseSettings):
     def _check_issuers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(check_http_url(issuer, "each of KC_M2M_ISSUERS") for issuer in value)
 
-    @field_validator("jwks_uris", "introspection_endpoints")
+    @field_validator("jwks_uris", "introspection_endpoints", "token_endpoints")
     @classmethod
     def _check_endpoint_urls(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         for uri in value.values():
@@ -355,6 +365,7 @@ class KeycloakSettings(BaseSettings):
         for variable, mapping in (
             ("KC_M2M_JWKS_URIS", self.jwks_uris),
             ("KC_M2M_INTROSPECTION_ENDPOINTS", self.introspection_endpoints),
+            ("KC_M2M_TOKEN_ENDPOINTS", self.token_endpoints),
         ):
             stray = sorted(set(mapping) - set(self.trusted_issuers))
             if stray:
@@ -363,7 +374,7 @@ class KeycloakSettings(BaseSettings):
             raise ValueError("KC_M2M_JWKS_REFRESH_AHEAD must be shorter than KC_M2M_JWKS_TTL")
         if self.jwks_max_stale < self.jwks_ttl:
             raise ValueError("KC_M2M_JWKS_MAX_STALE must be at least KC_M2M_JWKS_TTL")
-        if self.introspects:
+        if self.introspects or self.token_exchange:
             self._check_client_credentials()
         self._check_dpop()
         self._check_client_cert_source()
@@ -372,7 +383,8 @@ class KeycloakSettings(BaseSettings):
 
     def _check_cleartext(self) -> None:
         """No token or client secret crosses a network in clear unless ``KC_M2M_ALLOW_HTTP`` says so."""
-        urls = (*self.trusted_issuers, *self.jwks_uris.values(), *self.introspection_endpoints.values())
+        endpoints = (*self.introspection_endpoints.values(), *self.token_endpoints.values())
+        urls = (*self.trusted_issuers, *self.jwks_uris.values(), *endpoints)
         cleartext = sorted({url for url in urls if is_cleartext_over_network(url)})
         if cleartext and not self.allow_http:
             raise ValueError(
@@ -407,8 +419,9 @@ class KeycloakSettings(BaseSettings):
             )
 
     def _check_client_credentials(self) -> None:
-        """Introspection needs exactly the credential its client authentication method uses."""
+        """Introspection and token exchange need exactly the credential the client authentication method uses."""
         why = "KC_M2M_INTROSPECTION" if self.introspection != "off" else "KC_M2M_LIGHTWEIGHT_TOKENS"
+        why = why if self.introspects else "KC_M2M_TOKEN_EXCHANGE"
         method = self.client_auth_method
         secret = ("KC_M2M_CLIENT_SECRET", self.client_secret)
         key = ("KC_M2M_CLIENT_PRIVATE_KEY", self.client_private_key)
@@ -436,7 +449,7 @@ class KeycloakSettings(BaseSettings):
 
     @property
     def introspecting_client_id(self) -> str:
-        """The client id introspection authenticates as: ``client_id``, else the audience."""
+        """The client id introspection and token exchange authenticate as: ``client_id``, else the audience."""
         return self.client_id or self.audience
 
     @property

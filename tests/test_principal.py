@@ -2,7 +2,7 @@ from typing import Any
 
 import pytest
 
-from fastapi_kc_m2m import ServicePrincipal
+from fastapi_kc_m2m import Actor, ServicePrincipal
 from fastapi_kc_m2m.testing import TestIssuer
 
 
@@ -103,3 +103,39 @@ def test_runs_of_spaces_make_no_empty_scope() -> None:
 @pytest.mark.parametrize("azp", ["", None, 7])
 def test_client_id_claim_names_the_caller_when_azp_is_unusable(azp: Any) -> None:
     assert principal(azp=azp, client_id="caller").client_id == "caller"
+
+
+# ------------------------------------------------------------------ RFC 8693 §4.1, §4.4: act and may_act
+def test_act_is_the_delegation_chain_current_actor_first() -> None:
+    act = {"sub": "svc-b", "client_id": "machine-b", "act": {"sub": "svc-c", "iss": "https://kc/realms/x"}}
+    assert principal(act=act).act == (
+        Actor("svc-b", "machine-b", None),
+        Actor("svc-c", None, "https://kc/realms/x"),
+    )
+
+
+@pytest.mark.parametrize("act", [None, "machine-b", ["machine-b"], 7])
+def test_act_that_is_no_object_is_no_chain(act: Any) -> None:
+    claims = {} if act is None else {"act": act}
+    assert principal(**claims).act == ()
+
+
+def test_act_members_that_are_not_strings_read_as_none() -> None:
+    assert principal(act={"sub": 5, "client_id": ["x"], "act": "end"}).act == (Actor(None, None, None),)
+
+
+def test_a_long_act_chain_is_cut() -> None:
+    act: dict[str, Any] = {"sub": "last"}
+    for depth in range(40):
+        act = {"sub": f"actor-{depth}", "act": act}
+    assert len(principal(act=act).act) == 16
+
+
+def test_may_act_names_who_may_act() -> None:
+    assert principal(may_act={"client_id": "machine-b", "sub": "svc-b"}).may_act == Actor("svc-b", "machine-b", None)
+    assert principal(may_act="machine-b").may_act is None
+    assert principal().may_act is None
+
+
+def test_act_stays_off_the_repr() -> None:
+    assert "svc-b" not in repr(principal(act={"sub": "svc-b"}))

@@ -9,7 +9,7 @@ are compared exactly and case-sensitively (RFC 6749 §3.3); a missing scope or r
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Annotated
 
 from fastapi import Depends, Security, params
@@ -23,6 +23,7 @@ from starlette.requests import HTTPConnection
 
 from ..errors import InsufficientScope, MissingCredentials
 from ..principal import ServicePrincipal
+from ..server.exchange import ExchangedTokenAuth
 from .credentials import request_context
 from .state import ServiceUser, keycloak_auth
 
@@ -33,6 +34,7 @@ __all__ = [
     "Principal",
     "Requirement",
     "client_credentials",
+    "downstream",
     "get_principal",
     "oauth2_scheme",
     "require_active_token",
@@ -175,6 +177,29 @@ async def _active_principal(connection: HTTPConnection) -> ServicePrincipal:
     if user.context is None or user.verification is None:  # a user set by something other than this package
         raise MissingCredentials()
     return (await keycloak_auth(connection.scope).introspect(user.context, user.verification)).principal
+
+
+def downstream(
+    audience: str, *, scope: str | None = None
+) -> Callable[[HTTPConnection, ServicePrincipal], Awaitable[ExchangedTokenAuth]]:
+    """A dependency giving the route an ``httpx.Auth`` that calls ``audience`` on behalf of the verified
+    caller, by token exchange (RFC 8693, :mod:`..server.exchange`)::
+
+        async def route(c: Annotated[ExchangedTokenAuth, Depends(downstream("machine-c"))]) -> ...:
+            async with httpx.AsyncClient(auth=c) as client: ...
+    """
+    if not audience:
+        raise ValueError("name the downstream audience (its Keycloak client id)")
+
+    async def downstream_auth(
+        connection: HTTPConnection, principal: Annotated[ServicePrincipal, Security(oauth2_scheme)]
+    ) -> ExchangedTokenAuth:
+        user = await _service_user(connection)
+        if user.context is None or user.verification is None:  # a user set by something other than this package
+            raise MissingCredentials()
+        return keycloak_auth(connection.scope).downstream_auth(user.context, user.verification, audience, scope)
+
+    return downstream_auth
 
 
 def _always(principal: ServicePrincipal, connection: HTTPConnection) -> bool:

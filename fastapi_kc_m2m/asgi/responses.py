@@ -9,6 +9,9 @@ value, ``Bearer realm="…", DPoP algs="…"`` (``DPoP algs="…"`` alone when D
 of a DPoP-scheme request (its proof's ``invalid_dpop_proof``, ``use_dpop_nonce`` with the
 ``DPoP-Nonce`` header of §8, any other error) or of anything while DPoP is required is challenged
 ``DPoP error="…", error_description="…", algs="…"``; other refusals keep the ``Bearer`` challenge.
+
+A failed token exchange for a downstream call (:class:`~..errors.TokenExchangeError`, RFC 8693 §2.2.2) is
+a 502 without a challenge: the caller was authenticated, and new credentials from it would change nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
-from ..errors import AuthError, IdentityProviderUnavailable, InsufficientScope, MissingCredentials, UseDPoPNonce
+from ..errors import (
+    AuthError,
+    IdentityProviderUnavailable,
+    InsufficientScope,
+    MissingCredentials,
+    TokenExchangeError,
+    UseDPoPNonce,
+)
 from ..settings import KeycloakSettings
 from .bearer import BEARER, DPOP, presented_scheme
 from .state import find_auth
@@ -55,7 +65,7 @@ def refusal(error: AuthError, realm: str | None, *, scheme: str = BEARER, dpop: 
     headers = {"Cache-Control": "no-store"}
     if isinstance(error, IdentityProviderUnavailable):
         headers["Retry-After"] = str(error.retry_after)
-    else:
+    elif not isinstance(error, TokenExchangeError):  # a 502: the caller's credentials are not in question
         headers["WWW-Authenticate"] = _challenge(error, realm, scheme, dpop)
     if isinstance(error, UseDPoPNonce):
         headers["DPoP-Nonce"] = error.nonce

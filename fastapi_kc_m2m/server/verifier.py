@@ -39,6 +39,7 @@ from .cache import TokenCache, bounded_put
 from .certificate import CertificateBinding
 from .context import RequestContext, Verification
 from .dpop import ProofChecker
+from .exchange import ExchangedTokenAuth, TokenExchanger
 from .introspection import Introspector
 from .keyset import KeySet
 from .observer import LoggingObserver, Observer
@@ -165,6 +166,9 @@ class TokenVerifier:
             if self.settings.introspects
             else None
         )
+        self._exchanger = (
+            TokenExchanger(self.settings, self._client, metadata, self._clock) if self.settings.token_exchange else None
+        )
         self._prefetching: asyncio.Task[bool] | None = None
 
     async def __aenter__(self) -> TokenVerifier:
@@ -188,6 +192,8 @@ class TokenVerifier:
             key_set.close()
         if self._introspector is not None:
             self._introspector.close()
+        if self._exchanger is not None:
+            self._exchanger.close()
         if self._given_client is None:
             await self._client.aclose()
         if self._own_store is not None:
@@ -202,6 +208,21 @@ class TokenVerifier:
     def introspector(self) -> Introspector | None:
         """The introspector, when introspection is configured."""
         return self._introspector
+
+    @property
+    def exchanger(self) -> TokenExchanger | None:
+        """The token exchanger (RFC 8693), when ``KC_M2M_TOKEN_EXCHANGE`` is on."""
+        return self._exchanger
+
+    def downstream_auth(
+        self, context: RequestContext, verification: Verification, audience: str, scope: str | None = None
+    ) -> ExchangedTokenAuth:
+        """An ``httpx.Auth`` calling ``audience`` on behalf of the caller :meth:`authenticate` verified;
+        with token exchange off a set-up mistake, refused with 503 and reported, like introspection."""
+        if self._exchanger is None:
+            self._observer.misconfigured("a downstream call needs KC_M2M_TOKEN_EXCHANGE=true; refusing with 503")
+            raise IdentityProviderUnavailable(math.ceil(self.settings.jwks_retry_interval), "token exchange is off")
+        return ExchangedTokenAuth(self._exchanger, context, verification, audience, scope)
 
     def key_set(self, issuer: str) -> KeySet:
         """The key set of a trusted ``issuer`` (``KeyError`` for others)."""

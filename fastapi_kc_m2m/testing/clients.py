@@ -34,7 +34,9 @@ class RegisteredClient:
     """A confidential client: a secret (``client-secret``) or a public key (``client-jwt``), the
     roles of its service account (realm roles; client id -> role names), whether its tokens must
     be DPoP-bound (Keycloak's ``dpop.bound.access.tokens``), and the subject DN (RFC 4514) of the TLS
-    client certificate authenticating it (``client-x509``'s ``x509.subjectdn``)."""
+    client certificate authenticating it (``client-x509``'s ``x509.subjectdn``); ``exchange_audiences``:
+    with standard token exchange enabled (``standard.token.exchange.enabled``), the clients it may
+    exchange tokens for (its audience mappers), else ``None``."""
 
     client_id: str
     secret: str | None = None
@@ -43,6 +45,7 @@ class RegisteredClient:
     client_roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     dpop_bound: bool = False
     tls_subject: str | None = None
+    exchange_audiences: tuple[str, ...] | None = None
 
 
 class ClientRegistry:

@@ -76,11 +76,13 @@ from .._jose.dpop import ProofKey, access_token_hash, make_proof
 from .._jose.jws import b64url, parse, signature_is_valid
 from .._jose.x5t import certificate_thumbprint
 from ..asgi.resource_server import KeycloakResourceServer
+from ..server.exchange import TOKEN_EXCHANGE_GRANT
 from ..server.observer import Observer
 from ..server.store import Store
 from ..settings import KeycloakSettings
 from .clients import ClientRegistry, RegisteredClient
 from .dpop import Refusal, TokenEndpointProofs, bound_claims, thumbprint
+from .exchange import exchange_grant
 from .failures import FailureMode, misshapen
 from .keys import SigningKey, generate_key
 from .serving import TLSFiles, loopback_socket, serve_app
@@ -276,7 +278,11 @@ class TestIssuer:
         a nonce demanded in ``DPoP-Nonce`` (RFC 9449 §8)."""
         form = await _unique_form(request)
         certificate = _client_certificate(request)
-        outcome = self._grant(request.headers.get("authorization"), form, request.headers.getlist("dpop"), certificate)
+        authorization = request.headers.get("authorization")
+        if form is not None and form.get("grant_type") == TOKEN_EXCHANGE_GRANT:  # RFC 8693 §2.1
+            outcome = exchange_grant(self, self.clients.authenticate(authorization, form, certificate), form)
+        else:
+            outcome = self._grant(authorization, form, request.headers.getlist("dpop"), certificate)
         if isinstance(outcome, Refusal):
             self.requests["token"] += 1
             headers = {"Cache-Control": "no-store"} | ({} if outcome.nonce is None else {"DPoP-Nonce": outcome.nonce})
@@ -390,6 +396,7 @@ class TestIssuer:
         client_roles: Mapping[str, Sequence[str]] | None = None,
         dpop_bound: bool = False,
         tls_subject: str | None = None,
+        exchange_audiences: Sequence[str] | None = None,
     ) -> None:
         """Register a confidential client (default id: the audience) that may introspect and get tokens:
         with a ``secret`` (``client_secret_basic``/``client_secret_post``) or a ``public_key``
@@ -397,11 +404,21 @@ class TestIssuer:
         -> role names): the token endpoint's tokens for it carry them. ``dpop_bound`` is Keycloak's
         "Require DPoP bound tokens" (``dpop.bound.access.tokens``): token requests without a proof are
         refused with ``invalid_request``. ``tls_subject`` (RFC 4514, e.g. ``CN=machine-a``) lets it
-        authenticate by a TLS client certificate with that subject (``tls_client_auth``, RFC 8705 §2.1)."""
+        authenticate by a TLS client certificate with that subject (``tls_client_auth``, RFC 8705 §2.1).
+        ``exchange_audiences`` enables standard token exchange for it (RFC 8693, :mod:`.exchange`) towards
+        those clients."""
         roles = {client: tuple(names) for client, names in (client_roles or {}).items()}
+        audiences = None if exchange_audiences is None else tuple(exchange_audiences)
         self.clients.register(
             RegisteredClient(
-                client_id or self.audience, secret, public_key, tuple(realm_roles), roles, dpop_bound, tls_subject
+                client_id or self.audience,
+                secret,
+                public_key,
+                tuple(realm_roles),
+                roles,
+                dpop_bound,
+                tls_subject,
+                audiences,
             )
         )
 
