@@ -106,7 +106,7 @@ class KeycloakSettings(BaseSettings):
     server_url: str | None = Field(default=None, description="Keycloak base URL, e.g. http://keycloak:8080")
     realm: str | None = Field(default=None, description="Realm on server_url whose tokens are trusted")
     realms: _CommaList = Field(
-        default=(), description="Instead of realm: realm names and glob patterns (tenant-*) on server_url, comma-separated"
+        default=(), description="Instead of realm: realm names and glob patterns (tenant-*) on server_url"
     )
     audiences: _JsonMap = Field(
         default_factory=dict, description="JSON object realm or pattern -> this API's client id in that realm"
