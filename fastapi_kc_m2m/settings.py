@@ -463,13 +463,12 @@ class KeycloakSettings(BaseSettings):
         return not any(_is_pattern(realm) for realm in self.realms)
 
     def realm_of(self, issuer: str) -> str | None:
-        """The realm name when ``issuer`` is exactly ``<server_url>/realms/<name>`` with a name in the
-        strict charset, else None; the issuer is rebuilt from the name and compared as a string."""
-        prefix = f"{self.server_url}/realms/"
-        if self.server_url is None or not issuer.startswith(prefix):
+        """The realm name when ``issuer`` is exactly ``<server_url>/realms/<name>`` (the issuer built from
+        the name, compared as a string) with a name in the strict charset, else None."""
+        name = issuer.rpartition("/realms/")[2]
+        if self.server_url is None or not _REALM_NAME.fullmatch(name):
             return None
-        name = issuer[len(prefix) :]
-        return name if _REALM_NAME.fullmatch(name) and prefix + name == issuer else None
+        return name if f"{self.server_url}/realms/{name}" == issuer else None
 
     def realm_matches(self, issuer: str) -> bool:
         """Whether ``issuer`` is a realm on ``server_url`` that a pattern of ``realms`` matches (fnmatchcase)."""
