@@ -175,7 +175,7 @@ async def test_least_recently_used_realms_are_evicted_beyond_max_realms(
         await auth.verify(b.token())
         await auth.verify(a.token())  # a is now the most recently used
         await auth.verify(c.token())
-        assert auth.key_set(a.issuer) and auth.key_set(c.issuer)
+        assert [auth.key_set(tenant.issuer).issuer for tenant in (a, c)] == [a.issuer, c.issuer]
         with pytest.raises(KeyError):
             auth.key_set(b.issuer)
         await auth.verify(b.token())  # looked up again
