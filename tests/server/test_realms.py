@@ -231,3 +231,16 @@ async def test_a_single_realm_principal_names_its_realm(issuer: TestIssuer) -> N
         assert (await auth.verify(issuer.token())).realm == "test"
     async with issuer.auth() as by_issuers:  # KC_M2M_ISSUERS without server_url: no realm is known
         assert (await by_issuers.verify(issuer.token())).realm is None
+
+
+async def test_a_lightweight_token_takes_its_realms_audience_and_keeps_its_realm(
+    server: TestIssuer, transport: Counted
+) -> None:
+    tenant = server.add_realm("tenant-b", audience="b-api")
+    tenant.register_client("machine-b", secret=INTROSPECTION_SECRET)  # one introspecting client for all realms
+    overrides = {"lightweight_tokens": True, "client_secret": INTROSPECTION_SECRET, "audiences": {"tenant-b": "b-api"}}
+    async with multi(server, transport, **overrides) as auth:
+        principal = await auth.verify(tenant.token(lightweight=True))
+        assert (principal.realm, principal.audiences) == ("tenant-b", ("b-api",))
+        with pytest.raises(InvalidToken, match="audience"):
+            await auth.verify(tenant.token(lightweight=True, audience="machine-b"))
