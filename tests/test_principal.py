@@ -103,3 +103,11 @@ def test_runs_of_spaces_make_no_empty_scope() -> None:
 @pytest.mark.parametrize("azp", ["", None, 7])
 def test_client_id_claim_names_the_caller_when_azp_is_unusable(azp: Any) -> None:
     assert principal(azp=azp, client_id="caller").client_id == "caller"
+
+
+def test_realm_is_what_the_verifier_derived_and_none_by_default() -> None:
+    claims = TestIssuer().claims()
+    assert ServicePrincipal.from_claims(claims).realm is None
+    principal = ServicePrincipal.from_claims(claims, realm="test")
+    assert principal.realm == "test"
+    assert principal.issuer == claims["iss"]

@@ -4,6 +4,7 @@ audiences and introspection endpoints."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -56,7 +57,7 @@ async def auth_multi(server: TestIssuer, transport: Counted) -> AsyncIterator[Ke
 
 def ghost_token(server: TestIssuer, name: str) -> str:
     """A well-formed token naming a realm the server does not have."""
-    return server.sign(server.claims() | {"iss": f"{BASE}/realms/{name}"})
+    return server.sign(server.claims() | {"iss": f"{server.base_url}/realms/{name}"})
 
 
 async def test_each_matching_realm_gets_its_own_key_set_on_first_use(
@@ -129,6 +130,28 @@ async def test_a_missing_realm_is_remembered_for_the_negative_ttl(
     with pytest.raises(InvalidToken, match="unknown realm"):
         await auth_multi.verify(token)
     assert len(transport.paths) == 2
+
+
+async def test_concurrent_first_tokens_of_a_realm_share_one_fetch(
+    server: TestIssuer, transport: Counted, auth_multi: KeycloakAuth
+) -> None:
+    tenant = server.add_realm("tenant-a")
+    principals = await asyncio.gather(*(auth_multi.verify(tenant.token()) for _ in range(20)))
+    assert {principal.realm for principal in principals} == {"tenant-a"}
+    assert tenant.requests == {"discovery": 1, "jwks": 1}
+    ghost = ghost_token(server, "tenant-gone")
+    refusals = await asyncio.gather(*(auth_multi.verify(ghost) for _ in range(20)), return_exceptions=True)
+    assert {type(refusal) for refusal in refusals} == {InvalidToken}  # 401 for all, never 503
+    assert transport.paths.count("/realms/tenant-gone/.well-known/openid-configuration") == 1
+
+
+async def test_realms_added_to_a_served_issuer_answer_over_loopback(served_issuer: TestIssuer) -> None:
+    tenant = served_issuer.add_realm("tenant-a")
+    settings = {"issuers": (), "server_url": served_issuer.base_url, "realms": ("tenant-*",)}
+    async with KeycloakAuth(served_issuer.settings(**settings)) as auth:
+        assert (await auth.verify(tenant.token())).realm == "tenant-a"
+        with pytest.raises(InvalidToken, match="unknown realm"):
+            await auth.verify(ghost_token(served_issuer, "tenant-b"))
 
 
 async def test_random_realm_names_cause_a_bounded_number_of_fetches(
