@@ -224,7 +224,7 @@ class TestIssuer:
         """Another realm on this server URL, as in a multi-tenant Keycloak: a new issuer (own keys, clients,
         counts) whose endpoints this issuer's app, :attr:`transport` and server serve too. ``options`` go
         to the constructor; clock, audience and algorithm default to this issuer's."""
-        defaults = {"clock": self.clock, "audience": self.audience, "algorithm": self.algorithm}
+        defaults: dict[str, Any] = {"clock": self.clock, "audience": self.audience, "algorithm": self.algorithm}
         sibling = type(self)(self.base_url, realm, **(defaults | options))
         self.app.router.routes.extend(sibling.app.routes)
         return sibling

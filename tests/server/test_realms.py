@@ -51,7 +51,8 @@ def multi(server: TestIssuer, transport: Counted, **overrides: Any) -> KeycloakA
 
 @pytest.fixture
 async def auth_multi(server: TestIssuer, transport: Counted) -> AsyncIterator[KeycloakAuth]:
-    async with multi(server, transport) as verifier:
+    verifier = multi(server, transport)
+    async with verifier:
         yield verifier
 
 
@@ -189,9 +190,7 @@ async def test_a_token_beyond_the_lookup_rate_gets_503_with_retry_after(
         assert (await auth.verify(tenant.token())).realm == "tenant-a"
 
 
-async def test_least_recently_used_realms_are_evicted_beyond_max_realms(
-    server: TestIssuer, transport: Counted
-) -> None:
+async def test_least_recently_used_realms_are_evicted_beyond_max_realms(server: TestIssuer, transport: Counted) -> None:
     a, b, c = (server.add_realm(f"tenant-{name}") for name in "abc")
     async with multi(server, transport, max_realms=2) as auth:
         await auth.verify(a.token())
@@ -217,9 +216,7 @@ async def test_an_outage_of_a_known_realm_stays_503_and_is_not_remembered_as_mis
     assert (await auth_multi.verify(tenant.token())).realm == "tenant-a"
 
 
-async def test_a_listed_realm_name_is_fixed_and_keeps_the_503_of_today(
-    server: TestIssuer, transport: Counted
-) -> None:
+async def test_a_listed_realm_name_is_fixed_and_keeps_the_503_of_today(server: TestIssuer, transport: Counted) -> None:
     async with multi(server, transport, realms=("tenant-*", "gone")) as auth:
         assert auth.settings.trusted_issuers == (f"{BASE}/realms/gone",)
         with pytest.raises(IdentityProviderUnavailable):
