@@ -96,8 +96,9 @@ def _describe(error: ErrorDetails, descriptions: Mapping[str, str | None]) -> st
 class KeycloakSettings(BaseSettings):
     """What the resource server trusts and how it talks to Keycloak.
 
-    Trusted issuers are ``<server_url>/realms/<realm>`` and/or every entry of ``issuers``; each has its
-    own key set, chosen by the token's ``iss``.
+    Trusted issuers are ``<server_url>/realms/<realm>`` (or ``<server_url>/realms/<name>`` for each name
+    ``realms`` lists or one of its patterns matches) and/or every entry of ``issuers``; each has its own
+    key set, chosen by the token's ``iss``.
     """
 
     # Inputs stay out of error messages: they may hold the client secret or private key.

@@ -1,8 +1,9 @@
 """Verification of Keycloak access tokens: ``await verifier.verify(token) -> ServicePrincipal``.
 
 Order of work (RFC 8725 §3, RFC 9068 §4): size cap, strict compact JWS, header rules, claim rules
-(including the trusted issuer, which picks the key set), then the key and the signature. Everything
-before the key lookup is local, so junk tokens and untrusted issuers cause no network call. Only a
+(the trusted issuer first), then the issuer's key set (:mod:`.realms`: created for a realm a pattern
+matches), the key and the signature. Everything before the key set is local, so junk tokens and
+untrusted issuers cause no network call and create no key set. Only a
 token that passed all of it may then be introspected (RFC 7662, :mod:`.introspection`).
 """
 
@@ -56,8 +57,8 @@ _MALFORMED = "malformed token"
 
 class TokenVerifier:
     """Verifies incoming access tokens. Owns the HTTP client towards Keycloak, one key set per trusted
-    issuer, the verified-token cache and, when introspection is configured, the introspector (which may
-    raise ``ValueError`` for an unusable key).
+    issuer (:class:`~.realms.KeySets`), the verified-token cache and, when introspection is configured,
+    the introspector (which may raise ``ValueError`` for an unusable key).
 
     Use it as an async context manager so the HTTP client is closed::
 
