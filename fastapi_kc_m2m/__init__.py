@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # `import X as X`: re-exported, also for strict type checkers
     from .asgi.dependencies import require_active_token as require_active_token
     from .asgi.dependencies import require_any_scope as require_any_scope
     from .asgi.dependencies import require_client_role as require_client_role
+    from .asgi.dependencies import require_realm as require_realm
     from .asgi.dependencies import require_realm_role as require_realm_role
     from .asgi.dependencies import require_scope as require_scope
     from .asgi.metrics import metrics_app as metrics_app
@@ -109,6 +110,7 @@ _WHERE = {
             "require_active_token",
             "require_any_scope",
             "require_client_role",
+            "require_realm",
             "require_realm_role",
             "require_scope",
         ),

@@ -405,10 +405,12 @@ def _mismatches(settings: KeycloakSettings, token: str) -> list[str]:
         return []
     found = []
     issuer, audience, algorithm, expiry = claims.get("iss"), claims.get("aud"), header.get("alg"), claims.get("exp")
-    if issuer not in settings.trusted_issuers:
+    realm_issuer = isinstance(issuer, str) and settings.realm_matches(issuer)
+    if issuer not in settings.trusted_issuers and not realm_issuer:
         found.append(f"token iss {_shown(issuer)}, trusted issuers {_shown(list(settings.trusted_issuers))}")
-    if settings.audience not in (audience if isinstance(audience, list) else [audience]):
-        found.append(f"token aud {_shown(audience)}, audience {_shown(settings.audience)}")
+    expected = settings.audience_for(issuer) if isinstance(issuer, str) else settings.audience
+    if expected not in (audience if isinstance(audience, list) else [audience]):
+        found.append(f"token aud {_shown(audience)}, audience {_shown(expected)}")
     if algorithm not in settings.algorithms:
         found.append(f"token alg {_shown(algorithm)}, allowed {_shown(list(settings.algorithms))}")
     now = int(time.time())

@@ -90,10 +90,13 @@ class ServicePrincipal:
     scopes: frozenset[str]
     expires_at: float
     claims: Mapping[str, Any] = field(repr=False)
+    #: The realm name when ``issuer`` is ``<server_url>/realms/<name>`` of the settings, else None.
+    realm: str | None = None
 
     @classmethod
-    def from_claims(cls, claims: Mapping[str, Any]) -> ServicePrincipal:
-        """Build from verified claims; ``iss`` and ``exp`` must already have been checked.
+    def from_claims(cls, claims: Mapping[str, Any], *, realm: str | None = None) -> ServicePrincipal:
+        """Build from verified claims; ``iss`` and ``exp`` must already have been checked, ``realm``
+        derived from ``iss`` by the verifier (:meth:`~.settings.KeycloakSettings.realm_of`).
 
         ``claims`` is wrapped read-only, not copied: hand over a dict nobody else changes.
         """
@@ -103,6 +106,7 @@ class ServicePrincipal:
             scopes=_scopes(claims.get("scope")),
             expires_at=claims["exp"],
             claims=MappingProxyType(claims) if isinstance(claims, dict) else claims,
+            realm=realm,
         )
 
     @property

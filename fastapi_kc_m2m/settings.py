@@ -12,6 +12,7 @@ import os
 import re
 import ssl
 from collections.abc import Iterable, Mapping
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -30,6 +31,10 @@ __all__ = ["SUPPORTED_ALGORITHMS", "IntrospectionPolicy", "KeycloakSettings", "S
 _PREFIX = "KC_M2M_"
 _CA_FILE = "KC_M2M_CA_FILE"
 _REALM_URL = re.compile(r"/realms/[^/]+$")
+#: A realm name as an issuer may carry it, and a ``KC_M2M_REALMS`` glob pattern (``*`` and ``?`` only):
+#: ASCII letters, digits, ``.``, ``_``, ``-``; never ``/``, ``%``, ``..`` or a Unicode look-alike.
+_REALM_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9._-]{1,255}")
+_REALM_PATTERN = re.compile(r"(?!.*\.\.)[A-Za-z0-9._*?-]{1,255}")
 
 #: When tokens are introspected (RFC 7662): never, for every request, or on routes that ask for it.
 IntrospectionPolicy = Literal["off", "always", "per_route"]
@@ -97,8 +102,9 @@ def _describe(error: ErrorDetails, descriptions: Mapping[str, str | None]) -> st
 class KeycloakSettings(BaseSettings):
     """What the resource server trusts and how it talks to Keycloak.
 
-    Trusted issuers are ``<server_url>/realms/<realm>`` and/or every entry of ``issuers``; each has its
-    own key set, chosen by the token's ``iss``.
+    Trusted issuers are ``<server_url>/realms/<realm>`` (or ``<server_url>/realms/<name>`` for each name
+    ``realms`` lists or one of its patterns matches) and/or every entry of ``issuers``; each has its own
+    key set, chosen by the token's ``iss``.
     """
 
     # Inputs stay out of error messages: they may hold the client secret or private key.
@@ -106,6 +112,19 @@ class KeycloakSettings(BaseSettings):
 
     server_url: str | None = Field(default=None, description="Keycloak base URL, e.g. http://keycloak:8080")
     realm: str | None = Field(default=None, description="Realm on server_url whose tokens are trusted")
+    realms: _CommaList = Field(
+        default=(), description="Instead of realm: realm names and glob patterns (tenant-*) on server_url"
+    )
+    audiences: _JsonMap = Field(
+        default_factory=dict, description="JSON object realm or pattern -> this API's client id in that realm"
+    )
+    max_realms: int = Field(default=1000, ge=1, description="Pattern-matched realms whose keys are held at once (LRU)")
+    realm_negative_ttl: float = Field(
+        default=300.0, gt=0, description="Seconds a realm Keycloak does not know (404) is refused without asking"
+    )
+    realm_lookups_per_minute: int = Field(
+        default=60, ge=1, description="New pattern-matched realms looked up at Keycloak per minute, at most"
+    )
     issuers: _CommaList = Field(default=(), description="Further trusted issuers, comma-separated")
     jwks_uris: _JsonMap = Field(default_factory=dict, description="JSON object issuer -> jwks_uri, skipping discovery")
     audience: str = Field(description="This API's client id; tokens must carry it in aud")
@@ -247,7 +266,7 @@ class KeycloakSettings(BaseSettings):
             )
         return data
 
-    @field_validator("issuers", "allowed_clients", "algorithms", "dpop_algorithms", mode="before")
+    @field_validator("realms", "issuers", "allowed_clients", "algorithms", "dpop_algorithms", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         return _split(value)
@@ -274,7 +293,7 @@ class KeycloakSettings(BaseSettings):
             raise ValueError("KC_M2M_CLIENT_CERT_HEADER must be a lower-case header name, e.g. ssl-client-cert")
         return value
 
-    @field_validator("jwks_uris", "introspection_endpoints", "token_endpoints", mode="before")
+    @field_validator("jwks_uris", "introspection_endpoints", "token_endpoints", "audiences", mode="before")
     @classmethod
     def _parse_json_maps(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, str):
@@ -304,6 +323,22 @@ class KeycloakSettings(BaseSettings):
     def _refuse_padding(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and value != value.strip():
             raise ValueError(f"{_variable(str(info.field_name))} must not start or end with spaces: remove them")
+        return value
+
+    @field_validator("realms")
+    @classmethod
+    def _check_realms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(_REALM_PATTERN.fullmatch(realm) for realm in value):
+            raise ValueError(_PATTERN_RULE.format("each of KC_M2M_REALMS"))
+        return value
+
+    @field_validator("audiences")
+    @classmethod
+    def _check_audiences(cls, value: dict[str, str]) -> dict[str, str]:
+        if not all(_REALM_PATTERN.fullmatch(realm) for realm in value):
+            raise ValueError(_PATTERN_RULE.format("each key of KC_M2M_AUDIENCES"))
+        for audience in value.values():
+            _checked_audience(audience, "each audience of KC_M2M_AUDIENCES")
         return value
 
     @field_validator("issuers")
@@ -336,14 +371,7 @@ class KeycloakSettings(BaseSettings):
     @field_validator("audience")
     @classmethod
     def _check_audience(cls, value: str) -> str:
-        if '"' in value or "\\" in value:
-            raise ValueError("KC_M2M_AUDIENCE must not contain quotes or backslashes (it names the RFC 6750 realm)")
-        if value == "account":
-            raise ValueError(
-                "KC_M2M_AUDIENCE must be this API's client id: 'account' is Keycloak's account console,"
-                " present in almost every token"
-            )
-        return value
+        return _checked_audience(value, "KC_M2M_AUDIENCE")
 
     @field_validator("algorithms")
     @classmethod
@@ -358,10 +386,9 @@ class KeycloakSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> KeycloakSettings:
-        if not self.trusted_issuers:
+        if not self.trusted_issuers and not self.realms:
             raise ValueError("set KC_M2M_SERVER_URL and KC_M2M_REALM, or KC_M2M_ISSUERS: no issuer is trusted")
-        if (self.server_url is None) != (self.realm is None):
-            raise ValueError("KC_M2M_SERVER_URL and KC_M2M_REALM go together: set both or neither")
+        self._check_realm_choice()
         for variable, mapping in (
             ("KC_M2M_JWKS_URIS", self.jwks_uris),
             ("KC_M2M_INTROSPECTION_ENDPOINTS", self.introspection_endpoints),
@@ -381,10 +408,20 @@ class KeycloakSettings(BaseSettings):
         self._check_cleartext()
         return self
 
+    def _check_realm_choice(self) -> None:
+        """One realm (``KC_M2M_REALM``) or a list of them (``KC_M2M_REALMS``), either with ``KC_M2M_SERVER_URL``."""
+        if self.realm is not None and self.realms:
+            raise ValueError("KC_M2M_REALM and KC_M2M_REALMS exclude each other: list every realm in KC_M2M_REALMS")
+        if self.realms and self.server_url is None:
+            raise ValueError("KC_M2M_REALMS needs KC_M2M_SERVER_URL, the Keycloak base URL the realms are on")
+        if (self.server_url is None) != (self.realm is None) and not self.realms:
+            raise ValueError("KC_M2M_SERVER_URL and KC_M2M_REALM go together: set both or neither")
+
     def _check_cleartext(self) -> None:
         """No token or client secret crosses a network in clear unless ``KC_M2M_ALLOW_HTTP`` says so."""
+        base = (self.server_url,) if self.server_url is not None else ()
         endpoints = (*self.introspection_endpoints.values(), *self.token_endpoints.values())
-        urls = (*self.trusted_issuers, *self.jwks_uris.values(), *endpoints)
+        urls = (*base, *self.trusted_issuers, *self.jwks_uris.values(), *endpoints)
         cleartext = sorted({url for url in urls if is_cleartext_over_network(url)})
         if cleartext and not self.allow_http:
             raise ValueError(
@@ -454,6 +491,60 @@ class KeycloakSettings(BaseSettings):
 
     @property
     def trusted_issuers(self) -> tuple[str, ...]:
-        """Every trusted ``iss`` value, compared by exact string match (RFC 9068 §4, item 5)."""
-        derived = (f"{self.server_url}/realms/{self.realm}",) if self.server_url and self.realm else ()
+        """Every fixed trusted ``iss`` value, compared by exact string match (RFC 9068 §4, item 5): the
+        realm, the names (not patterns) among the realms, and the issuers; :meth:`realm_matches` adds
+        the realms a pattern matches."""
+        names = (self.realm,) if self.realm else tuple(realm for realm in self.realms if not _is_pattern(realm))
+        derived = tuple(f"{self.server_url}/realms/{name}" for name in names) if self.server_url else ()
         return tuple(dict.fromkeys(derived + self.issuers))
+
+    @property
+    def issuers_bounded(self) -> bool:
+        """Whether the trusted issuers are a fixed list (no pattern in ``realms``), so an issuer or realm
+        label of a metric has bounded values."""
+        return not any(_is_pattern(realm) for realm in self.realms)
+
+    def realm_of(self, issuer: str) -> str | None:
+        """The realm name when ``issuer`` is exactly ``<server_url>/realms/<name>`` (the issuer built from
+        the name, compared as a string) with a name in the strict charset, else None."""
+        name = issuer.rpartition("/realms/")[2]
+        if self.server_url is None or not _REALM_NAME.fullmatch(name):
+            return None
+        return name if f"{self.server_url}/realms/{name}" == issuer else None
+
+    def realm_matches(self, issuer: str) -> bool:
+        """Whether ``issuer`` is a realm on ``server_url`` that a pattern of ``realms`` matches (fnmatchcase)."""
+        name = self.realm_of(issuer)
+        return name is not None and any(fnmatchcase(name, realm) for realm in self.realms)
+
+    def audience_for(self, issuer: str) -> str:
+        """The audience tokens of ``issuer`` must carry: the ``audiences`` entry naming its realm, else
+        the first whose pattern matches it, else ``audience``."""
+        name = self.realm_of(issuer) if self.audiences else None
+        if name is None:
+            return self.audience
+        if name in self.audiences:
+            return self.audiences[name]
+        return next((aud for realm, aud in self.audiences.items() if fnmatchcase(name, realm)), self.audience)
+
+
+_PATTERN_RULE = (
+    "{} must be a realm name or glob pattern of ASCII letters, digits, '.', '_', '-', '*' and '?'"
+    " (no '/', '%', '..' or other characters)"
+)
+
+
+def _checked_audience(value: str, variable: str) -> str:
+    """An API client id: no quotes or backslashes (it names the RFC 6750 §3 realm), not Keycloak's ``account``."""
+    if '"' in value or "\\" in value:
+        raise ValueError(f"{variable} must not contain quotes or backslashes (it names the RFC 6750 realm)")
+    if value == "account":
+        raise ValueError(
+            f"{variable} must be this API's client id: 'account' is Keycloak's account console,"
+            " present in almost every token"
+        )
+    return value
+
+
+def _is_pattern(realm: str) -> bool:
+    return "*" in realm or "?" in realm

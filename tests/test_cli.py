@@ -299,6 +299,17 @@ def test_verbose_verify_shows_the_mismatching_values(kc: TestIssuer) -> None:
     assert "other.test" not in quiet.stderr  # only -v shows the unverified token's claims
 
 
+def test_verbose_verify_judges_a_realm_token_by_kc_m2m_realms(kc: TestIssuer) -> None:
+    tenant = kc.add_realm("tenant-cli", audience="tenant-api")
+    env = {"KC_M2M_SERVER_URL": kc.base_url, "KC_M2M_REALMS": "tenant-*", "KC_M2M_AUDIENCE": kc.audience,
+           "KC_M2M_AUDIENCES": '{"tenant-*": "tenant-api"}'}  # fmt: skip
+    assert run("verify", tenant.token(), env=env).returncode == 0
+    result = run("-v", "verify", tenant.token(audience=kc.audience), env=env)
+    assert result.returncode == 1
+    assert "token iss" not in result.stderr  # the realm is trusted by its pattern
+    assert f"token aud '{kc.audience}', audience 'tenant-api'" in result.stderr
+
+
 def test_token_dpop_prints_a_bound_token_and_the_key_thumbprint() -> None:
     peer = DPoPPeer()  # demands a nonce first (RFC 9449 §8)
     with serve_app(peer.app) as base_url:

@@ -139,3 +139,11 @@ def test_may_act_names_who_may_act() -> None:
 
 def test_act_stays_off_the_repr() -> None:
     assert "svc-b" not in repr(principal(act={"sub": "svc-b"}))
+
+
+def test_realm_is_what_the_verifier_derived_and_none_by_default() -> None:
+    claims = TestIssuer().claims()
+    assert ServicePrincipal.from_claims(claims).realm is None
+    principal = ServicePrincipal.from_claims(claims, realm="test")
+    assert principal.realm == "test"
+    assert principal.issuer == claims["iss"]

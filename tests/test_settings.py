@@ -348,3 +348,83 @@ def test_an_unusable_ca_file_is_refused_without_echoing_it(tmp_path: Path, conte
     with pytest.raises(SettingsError, match="KC_M2M_CA_FILE must name a readable PEM file") as error:
         KeycloakSettings(**BASE, ca_file=str(ca_file))
     assert "hunter2" not in str(error.value)
+
+
+# ------------------------------------------------------------------ many realms (KC_M2M_REALMS)
+MULTI = {"server_url": "http://kc:8080", "realms": ("tenant-*",), "audience": "machine-b", "allow_http": True}
+
+
+def test_realms_audiences_and_bounds_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KC_M2M_SERVER_URL", "http://kc:8080/")
+    monkeypatch.setenv("KC_M2M_REALMS", "tenant-*, ops, lab-?")
+    monkeypatch.setenv("KC_M2M_AUDIENCES", '{"ops": "ops-api", "tenant-*": "tenant-api"}')
+    monkeypatch.setenv("KC_M2M_MAX_REALMS", "50")
+    monkeypatch.setenv("KC_M2M_REALM_NEGATIVE_TTL", "120")
+    monkeypatch.setenv("KC_M2M_REALM_LOOKUPS_PER_MINUTE", "5")
+    settings = KeycloakSettings(audience="machine-b", allow_http=True)
+    assert settings.realms == ("tenant-*", "ops", "lab-?")
+    assert settings.trusted_issuers == ("http://kc:8080/realms/ops",)  # names are fixed issuers, patterns not
+    assert (settings.max_realms, settings.realm_negative_ttl, settings.realm_lookups_per_minute) == (50, 120, 5)
+    assert not settings.issuers_bounded
+    assert settings.audience_for("http://kc:8080/realms/ops") == "ops-api"
+    assert settings.audience_for("http://kc:8080/realms/tenant-1") == "tenant-api"
+    assert settings.audience_for("http://kc:8080/realms/lab-1") == "machine-b"
+
+
+def test_realm_defaults_and_bounded_issuers() -> None:
+    settings = KeycloakSettings(**BASE)
+    assert (settings.realms, settings.audiences, settings.max_realms) == ((), {}, 1000)
+    assert (settings.realm_negative_ttl, settings.realm_lookups_per_minute) == (300, 60)
+    assert settings.issuers_bounded
+    assert KeycloakSettings(**(MULTI | {"realms": ("a", "b")})).issuers_bounded
+
+
+def test_an_exact_name_in_audiences_wins_over_an_earlier_pattern() -> None:
+    settings = KeycloakSettings(**MULTI, audiences={"tenant-*": "any", "tenant-vip": "vip"})
+    assert settings.audience_for("http://kc:8080/realms/tenant-vip") == "vip"
+    assert settings.audience_for("http://kc:8080/realms/tenant-x") == "any"
+    assert settings.audience_for("http://elsewhere/realms/tenant-x") == "machine-b"
+
+
+@pytest.mark.parametrize(
+    ("issuer", "realm"),
+    [
+        ("http://kc:8080/realms/tenant-a", "tenant-a"),
+        ("http://kc:8080/realms/t.a_b-9", "t.a_b-9"),
+        ("http://kc:8080/realms/a/realms/tenant-a", None),
+        ("http://kc:8080/realms/tenant-a/", None),
+        ("http://kc:8080/realms/tenant%2Fa", None),
+        ("http://kc:8080/realms/tenant..a", None),
+        ("http://kc:8080/realms/t\u0435nant", None),  # Cyrillic e
+        ("http://kc:8080/realms/", None),
+        ("https://kc:8080/realms/tenant-a", None),
+        ("http://kc:8080/auth/realms/tenant-a", None),
+    ],
+)
+def test_realm_of_is_the_exact_issuer_of_a_strict_name(issuer: str, realm: str | None) -> None:
+    assert KeycloakSettings(**MULTI).realm_of(issuer) == realm
+
+
+@pytest.mark.parametrize(
+    ("overrides", "hint"),
+    [
+        ({"realm": "demo"}, "KC_M2M_REALM and KC_M2M_REALMS exclude each other"),
+        ({"server_url": None}, "KC_M2M_REALMS needs KC_M2M_SERVER_URL"),
+        ({"realms": ("tenant/*",)}, "each of KC_M2M_REALMS must be a realm name or glob pattern"),
+        ({"realms": ("ten%2F*",)}, "each of KC_M2M_REALMS"),
+        ({"realms": ("a..*",)}, "each of KC_M2M_REALMS"),
+        ({"realms": ("t\u0435nant-*",)}, "each of KC_M2M_REALMS"),
+        ({"realms": ("tenant-[ab]",)}, "each of KC_M2M_REALMS"),
+        ({"audiences": {"a/b": "x"}}, "each key of KC_M2M_AUDIENCES"),
+        ({"audiences": {"tenant-*": "account"}}, "each audience of KC_M2M_AUDIENCES must be this API's client id"),
+        ({"audiences": {"tenant-*": 'a"b'}}, "each audience of KC_M2M_AUDIENCES must not contain quotes"),
+        ({"audiences": "[1]"}, "KC_M2M_AUDIENCES must be a JSON object"),
+        ({"max_realms": 0}, "KC_M2M_MAX_REALMS"),
+        ({"realm_lookups_per_minute": 0}, "KC_M2M_REALM_LOOKUPS_PER_MINUTE"),
+        ({"server_url": "http://kc.example", "allow_http": False}, "http://kc.example"),
+    ],
+)
+def test_invalid_realm_settings_say_what_to_fix(overrides: dict[str, object], hint: str) -> None:
+    with pytest.raises(SettingsError, match=hint.replace("[", r"\[")) as error:
+        KeycloakSettings(**(MULTI | overrides))
+    assert "\u0435" not in str(error.value)  # the input is never echoed

@@ -17,6 +17,7 @@ from .._jose.strictjson import loads_object
 __all__ = [
     "FetchError",
     "HttpLimits",
+    "NotFound",
     "Unreachable",
     "read_answer",
     "read_answer_sync",
@@ -42,6 +43,10 @@ class HttpLimits:
     timeout: float
 
 
+class NotFound(FetchError):
+    """The identity provider answered 404 (RFC 9110 §15.5.5): for a realm URL, no such realm."""
+
+
 class Unreachable(FetchError):
     """The exchange did not complete: no connection, a transport error, or the deadline passed."""
 
@@ -59,7 +64,9 @@ class _Body:
 
     def __init__(self, response: httpx.Response, max_body: int, *, require_ok: bool) -> None:
         if require_ok and response.status_code != 200:
-            raise FetchError(f"status {response.status_code}", status_code=response.status_code)
+            raise (NotFound if response.status_code == 404 else FetchError)(
+                f"status {response.status_code}", status_code=response.status_code
+            )
         if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
             raise FetchError("compressed body")
         self._status = response.status_code

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from fnmatch import fnmatchcase
 from typing import Annotated
 
 from fastapi import Depends, Security, params
@@ -40,6 +41,7 @@ __all__ = [
     "require_active_token",
     "require_any_scope",
     "require_client_role",
+    "require_realm",
     "require_realm_role",
     "require_scope",
     "route_requirements",
@@ -48,6 +50,7 @@ __all__ = [
 #: Name of the security scheme under ``components.securitySchemes``.
 SCHEME_NAME = "KeycloakClientCredentials"
 _ROLE_MISSING = "the access token lacks the required role"
+_REALM_MISSING = "the access token is not of a permitted realm"
 #: RFC 6749 §3.3: ``scope-token = 1*( %x21 / %x23-5B / %x5D-7E )``.
 _NQCHARS = frozenset(chr(code) for code in range(0x21, 0x7F)) - {'"', "\\"}
 
@@ -231,23 +234,43 @@ def require_any_scope(*scopes: str) -> Requirement:
     )
 
 
-def require_realm_role(*roles: str) -> Requirement:
-    """Require every realm role (``realm_access.roles``)."""
-    wanted = frozenset(_names(roles, "role"))
+def require_realm(*realms: str) -> Requirement:
+    """Require a token of one of ``realms``: names or glob patterns (``tenant-*``) matched, as
+    ``KC_M2M_REALMS`` is, against the caller's :attr:`~.principal.ServicePrincipal.realm`."""
+    wanted = _names(realms, "realm")
     return Requirement(
-        lambda principal, _: wanted <= principal.realm_roles,
-        InsufficientScope(description=_ROLE_MISSING),
-        documented=f"realm roles {' '.join(roles)}",
+        lambda principal, _: _of_realm(principal, wanted),
+        InsufficientScope(description=_REALM_MISSING),
+        documented=f"a token of realm {' or '.join(realms)}",
     )
+
+
+def require_realm_role(*roles: str, realm: str | None = None) -> Requirement:
+    """Require every realm role (``realm_access.roles``); with ``realm`` (a name or glob pattern), in a
+    token of that realm: a realm role means something only in its own realm."""
+    wanted = frozenset(_names(roles, "role"))
+    realms = () if realm is None else _names((realm,), "realm")
+    of_realm = f" in realm {realm}" if realm is not None else ""
+    return Requirement(
+        lambda principal, _: wanted <= principal.realm_roles and (not realms or _of_realm(principal, realms)),
+        InsufficientScope(description=_ROLE_MISSING),
+        documented=f"realm roles {' '.join(roles)}{of_realm}",
+    )
+
+
+def _of_realm(principal: ServicePrincipal, realms: Sequence[str]) -> bool:
+    name = principal.realm
+    return name is not None and any(fnmatchcase(name, realm) for realm in realms)
 
 
 def require_client_role(*roles: str, client: str | None = None) -> Requirement:
     """Require every role of ``client`` (``resource_access.<client>.roles``), by default of this API:
-    the configured audience, never the caller's ``azp``."""
+    the audience configured for the token's realm (``KC_M2M_AUDIENCES``, else ``KC_M2M_AUDIENCE``),
+    never the caller's ``azp``."""
     wanted = frozenset(_names(roles, "role"))
 
     def granted(principal: ServicePrincipal, connection: HTTPConnection) -> bool:
-        owner = client or keycloak_auth(connection.scope).settings.audience
+        owner = client or keycloak_auth(connection.scope).settings.audience_for(principal.issuer)
         return wanted <= principal.roles_of(owner)
 
     owner = f"client {client}" if client else "this API"

@@ -126,7 +126,7 @@ class Introspector:
         claims = answer.get("claims")
         if not isinstance(claims, dict):
             return verified._replace(introspected=True)
-        principal = ServicePrincipal.from_claims(dict(claims))
+        principal = ServicePrincipal.from_claims(dict(claims), realm=verified.principal.realm)
         jkt, x5t = confirmation(claims)
         return verified._replace(principal=principal, introspected=True, jkt=jkt, x5t=x5t)
 
@@ -223,7 +223,7 @@ class Introspector:
             bound = (verification.jkt, verification.x5t)
             if bound != (None, None) and confirmation(claims) != bound:
                 raise InvalidToken("token binding mismatch")
-            check_audience(claims, self._settings.audience)
+            check_audience(claims, self._settings.audience_for(verified.issuer))
             check_client(claims, self._settings.allowed_clients)
         except InvalidToken as refusal:
             return {"refused": refusal.description}

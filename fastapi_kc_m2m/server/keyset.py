@@ -24,7 +24,7 @@ import httpx
 from joserfc.jwk import Key
 
 from .._idp.discovery import ProviderMetadata
-from .._idp.http import FetchError, read_json_object
+from .._idp.http import FetchError, NotFound, read_json_object
 from .._idp.singleflight import SingleFlight
 from .._idp.tracing import Attributes, failure_attributes, host
 from .._jose.jwk import VerificationKey, usable_keys
@@ -64,6 +64,17 @@ class KeySet:
         self._kid_refetch_at = -math.inf
         self._flight: SingleFlight[bool] = SingleFlight()
         self._observer = observer or LoggingObserver()
+        self._missing = False
+
+    @property
+    def metadata(self) -> ProviderMetadata:
+        """The issuer's discovery document (its introspection endpoint too)."""
+        return self._metadata
+
+    @property
+    def missing(self) -> bool:
+        """Whether the last fetch failed because discovery or the JWKS answered 404: no such realm."""
+        return self._missing
 
     @property
     def fetching(self) -> bool:
@@ -149,12 +160,14 @@ class KeySet:
             try:
                 jwks, keys = await self._download(outcome)
             except Exception as exc:  # any failure, even an unforeseen one, must keep the last good keys serving
+                self._missing = isinstance(exc, NotFound)
                 self._retry_at = self._clock() + self._settings.jwks_retry_interval
                 reason = str(exc) if isinstance(exc, FetchError) else type(exc).__name__
                 outcome.update(failure_attributes(exc, reason))
                 self._observer.key_set_failed(self.issuer, reason, self.ready)
                 return False
             outcome.update({"kc_m2m.result": "ok", "http.response.status_code": 200})
+        self._missing = False
         self._install(keys)
         entries = jwks.get("keys")
         self._observer.key_set_loaded(

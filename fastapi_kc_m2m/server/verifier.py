@@ -1,8 +1,9 @@
 """Verification of Keycloak access tokens: ``await verifier.verify(token) -> ServicePrincipal``.
 
 Order of work (RFC 8725 §3, RFC 9068 §4): size cap, strict compact JWS, header rules, claim rules
-(including the trusted issuer, which picks the key set), then the key and the signature. Everything
-before the key lookup is local, so junk tokens and untrusted issuers cause no network call. Only a
+(the trusted issuer first), then the issuer's key set (:mod:`.realms`: created for a realm a pattern
+matches), the key and the signature. Everything before the key set is local, so junk tokens and
+untrusted issuers cause no network call and create no key set. Only a
 token that passed all of it may then be introspected (RFC 7662, :mod:`.introspection`).
 """
 
@@ -43,6 +44,7 @@ from .exchange import ExchangedTokenAuth, TokenExchanger
 from .introspection import Introspector
 from .keyset import KeySet
 from .observer import LoggingObserver, Observer
+from .realms import KeySets
 from .store import MemoryStore, Store, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -59,8 +61,8 @@ _MALFORMED = "malformed token"
 
 class TokenVerifier:
     """Verifies incoming access tokens. Owns the HTTP client towards Keycloak, one key set per trusted
-    issuer, the verified-token cache and, when introspection is configured, the introspector (which may
-    raise ``ValueError`` for an unusable key).
+    issuer (:class:`~.realms.KeySets`), the verified-token cache and, when introspection is configured,
+    the introspector (which may raise ``ValueError`` for an unusable key).
 
     Use it as an async context manager so the HTTP client is closed::
 
@@ -145,31 +147,38 @@ class TokenVerifier:
             verify=self.settings.tls_verify,
             transport=self._transport,
         )
-        limits, retry = self.settings.http_limits, self.settings.jwks_retry_interval
-        metadata = {
-            issuer: ProviderMetadata(issuer, self._client, limits, retry_interval=retry, clock=self._clock)
-            for issuer in self.settings.trusted_issuers
-        }
-        self._key_sets = {
-            issuer: KeySet(
-                meta,
-                self._client,
-                self.settings,
-                clock=self._clock,
-                observer=self._observer,
-                on_retired=functools.partial(self._forget_keys, issuer),
-            )
-            for issuer, meta in metadata.items()
-        }
+        self._key_sets = KeySets(self.settings, self._new_key_set, self._clock)
         self._introspector = (
-            Introspector(self.settings, self._client, metadata, self._clock, store=self._store, observer=self._observer)
+            Introspector(
+                self.settings,
+                self._client,
+                self._key_sets.metadata,
+                self._clock,
+                store=self._store,
+                observer=self._observer,
+            )
             if self.settings.introspects
             else None
         )
         self._exchanger = (
-            TokenExchanger(self.settings, self._client, metadata, self._clock) if self.settings.token_exchange else None
+            TokenExchanger(self.settings, self._client, self._key_sets.metadata, self._clock)
+            if self.settings.token_exchange
+            else None
         )
         self._prefetching: asyncio.Task[bool] | None = None
+
+    def _new_key_set(self, issuer: str) -> KeySet:
+        """The key set of one issuer, with its own discovery document, on the shared HTTP client."""
+        limits, retry = self.settings.http_limits, self.settings.jwks_retry_interval
+        metadata = ProviderMetadata(issuer, self._client, limits, retry_interval=retry, clock=self._clock)
+        return KeySet(
+            metadata,
+            self._client,
+            self.settings,
+            clock=self._clock,
+            observer=self._observer,
+            on_retired=functools.partial(self._forget_keys, issuer),
+        )
 
     async def __aenter__(self) -> TokenVerifier:
         """Open again after :meth:`aclose`, so an app's lifespan can run more than once."""
@@ -201,8 +210,9 @@ class TokenVerifier:
 
     @property
     def ready(self) -> bool:
-        """Whether every trusted issuer has usable keys loaded and the store answers (for readiness probes)."""
-        return self._store.available and all(key_set.ready for key_set in self._key_sets.values())
+        """Whether every fixed trusted issuer has usable keys loaded and the store answers (for readiness
+        probes); realms a pattern matches do not count, one tenant's outage is not the service's."""
+        return self._store.available and all(key_set.ready for key_set in self._key_sets.fixed.values())
 
     @property
     def introspector(self) -> Introspector | None:
@@ -225,12 +235,12 @@ class TokenVerifier:
         return ExchangedTokenAuth(self._exchanger, context, verification, audience, scope)
 
     def key_set(self, issuer: str) -> KeySet:
-        """The key set of a trusted ``issuer`` (``KeyError`` for others)."""
-        return self._key_sets[issuer]
+        """The key set held for a trusted ``issuer`` (``KeyError`` for others)."""
+        return self._key_sets.lookup(issuer)
 
     async def prefetch(self) -> bool:
-        """Load every issuer's keys now; True when all of them succeeded."""
-        results = [await key_set.refresh() for key_set in self._key_sets.values()]
+        """Load every fixed issuer's keys now; True when all of them succeeded."""
+        results = [await key_set.refresh() for key_set in self._key_sets.fixed.values()]
         return all(results)
 
     async def startup(self, *, prefetch: bool = True, strict: bool = False) -> None:
@@ -358,32 +368,34 @@ class TokenVerifier:
             signature = decode_segment(signature)
         except ValueError:  # the one place a malformed token's parse error becomes a refusal
             raise InvalidToken(_MALFORMED) from None
-        key_set = None
+        issuer = None
         try:
             jkt = check_type(claims)
             if jkt is not None and self._dpop_off:
                 raise InvalidToken("sender-constrained tokens are not supported")
-            issuer = claims.get("iss")
-            key_set = self._key_sets.get(issuer) if isinstance(issuer, str) else None
-            if key_set is None:
+            issuer = self._key_sets.trusted(claims.get("iss"))
+            if issuer is None:
                 raise InvalidToken("untrusted issuer")
             check_times(claims, self._clock(), self.settings.clock_skew)
             # No aud in a token means a lightweight token, when those are accepted: introspection supplies it.
             lightweight = self._lightweight and "aud" not in claims
             if not lightweight:
-                check_audience(claims, self.settings.audience)
+                check_audience(claims, self.settings.audience_for(issuer))
             check_client(claims, self.settings.allowed_clients)
+            # Only now, every local check passed, may a realm seen first cost a fetch.
+            key_set = self._key_sets.get(issuer)
             key = key_set.fresh_key(kid, alg)
             if key is None:
-                key = await key_set.key_for(kid, alg)
+                key = await self._key_sets.key_for(key_set, kid, alg)
             if not signature_is_valid(signing_input, signature, alg, key):
                 raise InvalidToken("invalid signature")
         except AuthError as error:
-            error.issuer = key_set.issuer if key_set is not None else None
+            error.issuer = issuer
             error.client_id = calling_client(claims)
             raise
         x5t = confirmation(claims)[1]
-        return Verification(ServicePrincipal.from_claims(claims), digest, lightweight, kid=kid, jkt=jkt, x5t=x5t)
+        principal = ServicePrincipal.from_claims(claims, realm=self.settings.realm_of(issuer))
+        return Verification(principal, digest, lightweight, kid=kid, jkt=jkt, x5t=x5t)
 
     def _forget_keys(self, issuer: str, kids: frozenset[str | None]) -> None:
         """Drop cached verifications by keys ``issuer`` no longer publishes; a token without ``kid``

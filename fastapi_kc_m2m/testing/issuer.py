@@ -222,6 +222,15 @@ class TestIssuer:
                 finally:
                     issuer._stopping.set()  # end requests hanging in "timeout" mode, or shutdown waits for them
 
+    def add_realm(self, realm: str, **options: Any) -> TestIssuer:
+        """Another realm on this server URL, as in a multi-tenant Keycloak: a new issuer (own keys, clients,
+        counts) whose endpoints this issuer's app, :attr:`transport` and server serve too. ``options`` go
+        to the constructor; clock, audience and algorithm default to this issuer's."""
+        defaults: dict[str, Any] = {"clock": self.clock, "audience": self.audience, "algorithm": self.algorithm}
+        sibling = type(self)(self.base_url, realm, **(defaults | options))
+        self.app.router.routes.extend(sibling.app.routes)
+        return sibling
+
     def fail(self, endpoint: Literal["discovery", "jwks", "introspection", "token"], mode: FailureMode) -> None:
         """Make ``endpoint`` misbehave in the given way until :meth:`heal`."""
         self.failures[endpoint] = mode
