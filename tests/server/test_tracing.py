@@ -29,7 +29,7 @@ async def test_key_set_fetches_are_traced(issuer: TestIssuer, caplog: pytest.Log
         await auth.verify(token)
         issuer.fail("jwks", "status")
         with caplog.at_level(logging.WARNING, logger="fastapi_kc_m2m"):
-            assert not await auth._key_sets[issuer.issuer].refresh()
+            assert not await auth.key_set(issuer.issuer).refresh()
     assert attributes(spans, "kc_m2m.jwks_fetch") == [
         {"kc_m2m.issuer": issuer.issuer, "server.address": "keycloak.test", "kc_m2m.result": "ok",
          "http.response.status_code": 200},
