@@ -58,21 +58,28 @@ class _Families:
         def gauge(name: str, doc: str) -> Gauge:
             return family(Gauge, registry, name, doc, ("issuer",))
 
+        def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Histogram:
+            return family(Histogram, registry, name, doc, labels, buckets=buckets)
+
         self.verifications = counter(
             "kc_m2m_verifications_total", "Requests verified, by outcome and reason", "outcome", "reason", "client_id"
         )
-        self.verification_seconds = _histogram(registry, "kc_m2m_verification_seconds", "Time verifying a request",
-                                               ("cache",), _FAST)  # fmt: skip
-        self.token_remaining = _histogram(registry, "kc_m2m_token_remaining_seconds",
-                                          "exp - now of newly verified tokens", ("client_id",), _LIFE)  # fmt: skip
-        self.token_lifetime = _histogram(registry, "kc_m2m_token_lifetime_seconds",
-                                         "exp - iat of newly verified tokens", ("client_id",), _LIFE)  # fmt: skip
+        self.verification_seconds = histogram(
+            "kc_m2m_verification_seconds", "Time verifying a request", ("cache",), _FAST
+        )
+        self.token_remaining = histogram(
+            "kc_m2m_token_remaining_seconds", "exp - now of newly verified tokens", ("client_id",), _LIFE
+        )
+        self.token_lifetime = histogram(
+            "kc_m2m_token_lifetime_seconds", "exp - iat of newly verified tokens", ("client_id",), _LIFE
+        )
         self.jwks_fetches = counter("kc_m2m_jwks_fetches_total", "Key-set fetches", "issuer", "result")
         self.jwks_age = gauge("kc_m2m_jwks_age_seconds", "Seconds since the last good key-set fetch")
         self.jwks_keys = gauge("kc_m2m_jwks_keys", "Usable signing keys loaded")
         self.introspections = counter("kc_m2m_introspections_total", "Introspection calls", "result")
-        self.introspection_seconds = _histogram(registry, "kc_m2m_introspection_seconds",
-                                                "Duration of introspection calls", (), _FAST)  # fmt: skip
+        self.introspection_seconds = histogram(
+            "kc_m2m_introspection_seconds", "Duration of introspection calls", (), _FAST
+        )
         self.dpop_proofs = counter("kc_m2m_dpop_proofs_total", "DPoP proofs checked", "outcome", "reason")
         self.certificate_bindings = counter(
             "kc_m2m_certificate_bindings_total", "Certificate-bound tokens checked", "outcome"
@@ -84,13 +91,6 @@ class _Families:
         self.jwks_age.labels(issuer).set_function(lambda: time.monotonic() - loaded)
         self.jwks_keys.labels(issuer).set(keys)
         self.jwks_fetches.labels(issuer, "ok").inc()
-
-
-def _histogram(
-    registry: CollectorRegistry, name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
-) -> Histogram:
-    """A histogram family with ``buckets``, shared per registry like the others."""
-    return family(Histogram, registry, name, doc, labels, buckets=buckets)
 
 
 class MetricsObserver(LoggingObserver):

@@ -7,6 +7,7 @@ import ast
 import contextlib
 import logging
 import pathlib
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -182,6 +183,15 @@ def test_every_reason_the_package_raises_is_in_the_closed_set() -> None:
                 found |= {reason_code(text) for text in texts if isinstance(text, str)}
     assert len(found) > 40
     assert found - REASONS == set()
+
+
+def test_reason_codes_are_short_words_apart_from_the_descriptions() -> None:
+    codes = {InvalidToken(description).reason for description in errors.REASON_CODES}
+    assert codes == REASONS
+    assert all(re.fullmatch(r"[a-z][a-z_]{1,24}", code) for code in codes), codes
+    assert InvalidToken("token expired").reason == "expired"
+    assert InvalidToken("something new").reason == errors.OTHER_REASON
+    assert errors.OTHER_REASON not in REASONS
 
 
 async def test_two_instances_share_the_default_registry(issuer: TestIssuer) -> None:
