@@ -3,10 +3,10 @@ it, and behind it with metrics on (``KC_M2M_METRICS=prometheus``).
 
 A test issuer runs on loopback; every request carries the same valid token. The load generator is
 wrk (Debian: ``apt-get install wrk``); without it a small Python keep-alive client stands in.
-Rounds alternate between the three apps, so each round measures them under the same machine state;
-the median of the per-round ratios to the unprotected app is reported (robust to a round disturbed by
-other load on a shared machine), with every round for transparency; the two protected ratios side by
-side give what metrics cost end to end::
+Rounds alternate between the three apps (each taking each place in turn), so each round measures them
+under the same machine state; the median of the per-round ratios to the unprotected app is reported
+(robust to a round disturbed by other load on a shared machine), with every round for transparency;
+the two protected ratios side by side give what metrics cost end to end::
 
     .venv/bin/python benchmarks/e2e.py [--seconds 6] [--rounds 5] [--connections 32]
 """
@@ -152,8 +152,10 @@ def main() -> None:
         try:
             for _, port in servers.values():
                 load(port, token, 2, options.connections)  # warm-up; the protected apps fetch their keys
-            for _ in range(options.rounds):
-                for name, (_, port) in servers.items():
+            order = list(servers.items())
+            for round_ in range(options.rounds):  # each app takes each place in turn: no order bias
+                shift = round_ % len(order)
+                for name, (_, port) in order[shift:] + order[:shift]:
                     rates[name].append(load(port, token, options.seconds, options.connections))
         finally:
             for server, _ in servers.values():
