@@ -1,10 +1,12 @@
-"""End to end: the same FastAPI app served by uvicorn (1 worker) with and without KeycloakAuthMiddleware.
+"""End to end: the same FastAPI app served by uvicorn (1 worker) without KeycloakAuthMiddleware, behind
+it, and behind it with metrics on (``KC_M2M_METRICS=prometheus``).
 
 A test issuer runs on loopback; every request carries the same valid token. The load generator is
 wrk (Debian: ``apt-get install wrk``); without it a small Python keep-alive client stands in.
-Rounds alternate between the two apps, so each round is a pair measured under the same machine state;
-the median of the per-round ratios is reported (robust to a round disturbed by other load on a shared
-machine), with every round for transparency::
+Rounds alternate between the three apps (each taking each place in turn), so each round measures them
+under the same machine state; the median of the per-round ratios to the unprotected app is reported
+(robust to a round disturbed by other load on a shared machine), with every round for transparency;
+the two protected ratios side by side give what metrics cost end to end::
 
     .venv/bin/python benchmarks/e2e.py [--seconds 6] [--rounds 5] [--connections 32]
 """
@@ -56,13 +58,14 @@ def free_port() -> int:
         return port
 
 
-def start_server(protected: bool, issuer: TestIssuer) -> tuple[subprocess.Popen[bytes], int]:
-    """uvicorn serving :func:`create_app`, unprotected or behind the middleware."""
+def start_server(protected: bool, issuer: TestIssuer, *, metrics: bool = False) -> tuple[subprocess.Popen[bytes], int]:
+    """uvicorn serving :func:`create_app`, unprotected or behind the middleware (with ``metrics`` on)."""
     port = free_port()
     env = os.environ | {
         "BENCH_PROTECTED": "1" if protected else "0",
         "KC_M2M_ISSUERS": issuer.issuer,
         "KC_M2M_AUDIENCE": issuer.audience,
+        "KC_M2M_METRICS": "prometheus" if metrics else "off",
     }
     command = [sys.executable, "-m", "uvicorn", "e2e:create_app", "--factory", "--app-dir", str(Path(__file__).parent)]
     command += [
@@ -135,35 +138,47 @@ def keep_alive_load(port: int, requests: Iterator[bytes], seconds: float, connec
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=6.0, help="length of one measurement")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating measurement pairs")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, each measuring the three apps in turn")
     parser.add_argument("--connections", type=int, default=32)
     options = parser.parse_args()
     load = wrk
     if shutil.which("wrk") is None:
         print("wrk not found (Debian/Ubuntu: apt-get install wrk); using the slower Python load generator")
         load = python_load
-    rates: dict[bool, list[float]] = {False: [], True: []}
+    rates: dict[str, list[float]] = {variant: [] for variant in _VARIANTS}
     with TestIssuer.serving() as issuer:
         token = issuer.token(scope="orders:read", lifetime=3600)
-        servers = {protected: start_server(protected, issuer) for protected in (False, True)}
+        servers = {name: start_server(on, issuer, metrics=metered) for name, (on, metered) in _VARIANTS.items()}
         try:
             for _, port in servers.values():
-                load(port, token, 2, options.connections)  # warm-up; the protected app fetches its keys
-            for _ in range(options.rounds):
-                for protected, (_, port) in servers.items():
-                    rates[protected].append(load(port, token, options.seconds, options.connections))
+                load(port, token, 2, options.connections)  # warm-up; the protected apps fetch their keys
+            order = list(servers.items())
+            for round_ in range(options.rounds):  # each app takes each place in turn: no order bias
+                shift = round_ % len(order)
+                for name, (_, port) in order[shift:] + order[:shift]:
+                    rates[name].append(load(port, token, options.seconds, options.connections))
         finally:
             for server, _ in servers.values():
                 server.terminate()
                 server.wait()
-    plain, protected = (statistics.median(rates[key]) for key in (False, True))
-    ratio = statistics.median(p / u for p, u in zip(rates[True], rates[False], strict=True))
     print(
         f"load generator: {load.__name__}, {options.connections} connections, {options.rounds} x {options.seconds:g} s"
     )
-    print(f"unprotected: {plain:10.0f} requests/s   (rounds: {', '.join(f'{r:.0f}' for r in rates[False])})")
-    print(f"protected:   {protected:10.0f} requests/s   (rounds: {', '.join(f'{r:.0f}' for r in rates[True])})")
-    print(f"ratio protected/unprotected: {ratio:.2f} (median of the per-round ratios)")
+    for name, rounds in rates.items():
+        each = ", ".join(f"{r:.0f}" for r in rounds)
+        print(f"{name + ':':21}{statistics.median(rounds):10.0f} requests/s   (rounds: {each})")
+    off, on = (_ratio(rates[name], rates["unprotected"]) for name in ("protected", "protected, metrics"))
+    print(f"ratio protected/unprotected: {off:.2f} metrics off, {on:.2f} metrics on (difference {off - on:+.3f});"
+          " medians of the per-round ratios")  # fmt: skip
+
+
+#: The apps measured side by side: ``start_server``'s ``protected`` and ``metrics``.
+_VARIANTS = {"unprotected": (False, False), "protected": (True, False), "protected, metrics": (True, True)}
+
+
+def _ratio(rates: list[float], baseline: list[float]) -> float:
+    """The median of the per-round ratios of ``rates`` to ``baseline``."""
+    return statistics.median(r / b for r, b in zip(rates, baseline, strict=True))
 
 
 if __name__ == "__main__":

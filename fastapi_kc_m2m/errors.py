@@ -6,7 +6,12 @@ token contents or internal URLs, so any of them may be shown to a caller as it i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 __all__ = [
+    "OTHER_REASON",
+    "REASON_CODES",
     "AuthError",
     "IdentityProviderUnavailable",
     "InsufficientScope",
@@ -20,9 +25,82 @@ __all__ = [
 ]
 
 
+#: Each fixed description a refusal (or a DPoP proof check, RFC 9449 §4.3) carries, and its reason code:
+#: a short, stable word for metrics labels and refusal events, apart from the text shown to callers.
+REASON_CODES: Mapping[str, str] = MappingProxyType({
+    "bearer token required": "missing_token",
+    "malformed authorization request": "malformed_request",
+    "malformed bearer credentials": "malformed_credentials",
+    "several authorization headers": "several_headers",
+    "token in several places": "several_tokens",
+    "missing or malformed host header": "malformed_host",
+    "malformed client certificate": "malformed_certificate",
+    "several or oversized client certificate headers": "several_certificates",
+    "the access token is invalid": "invalid_token",
+    "token too large": "token_too_large",
+    "malformed token": "malformed_token",
+    "unsupported token header": "unsupported_header",
+    "malformed key id": "malformed_kid",
+    "algorithm not allowed": "algorithm_not_allowed",
+    "untrusted issuer": "untrusted_issuer",
+    "no key matches the token": "unknown_kid",
+    "invalid signature": "bad_signature",
+    "not an access token": "not_access_token",
+    "token expired": "expired",
+    "token has no expiry": "no_expiry",
+    "token not valid yet": "not_yet_valid",
+    "malformed time claim": "malformed_time_claim",
+    "token is not meant for this audience": "wrong_audience",
+    "calling client not allowed": "client_not_allowed",
+    "the access token is not active": "inactive",
+    "sender-constrained tokens are not supported": "binding_unsupported",
+    "token binding mismatch": "binding_mismatch",
+    "certificate-bound token without a client certificate": "certificate_missing",
+    "client certificate does not match the token": "certificate_mismatch",
+    "the access token lacks the required scope": "insufficient_scope",
+    "the access token lacks the required role": "missing_role",
+    "the identity provider is unavailable": "idp_unavailable",
+    "keys unavailable at start-up": "keys_unavailable",
+    "token introspection is unavailable": "introspection_unavailable",
+    "introspection is off": "introspection_off",
+    "DPoP replay check unavailable": "dpop_replay_unavailable",
+    "the DPoP proof is invalid": "dpop_invalid",
+    "DPoP proof required": "dpop_required",
+    "DPoP proof missing": "dpop_missing",
+    "several DPoP proofs": "dpop_several_proofs",
+    "DPoP proof replayed": "dpop_replayed",
+    "DPoP proof key does not match the token": "dpop_key_mismatch",
+    "DPoP-bound token presented as Bearer": "dpop_bound_as_bearer",
+    "a DPoP-bound token is required": "dpop_binding_required",
+    "token is not DPoP-bound": "dpop_not_bound",
+    "a DPoP nonce is required": "dpop_nonce_required",
+    "not a DPoP proof": "dpop_wrong_type",
+    "proof too large": "dpop_too_large",
+    "malformed proof": "dpop_malformed",
+    "unsupported proof header": "dpop_unsupported_header",
+    "proof algorithm not allowed": "dpop_algorithm_not_allowed",
+    "proof algorithm does not fit its key": "dpop_algorithm_mismatch",
+    "unsupported proof key": "dpop_unsupported_key",
+    "proof key must be a public JWK": "dpop_key_not_public",
+    "unusable proof key": "dpop_unusable_key",
+    "invalid proof signature": "dpop_bad_signature",
+    "proof jti missing": "dpop_jti_missing",
+    "proof htm mismatch": "dpop_htm_mismatch",
+    "malformed htu": "dpop_malformed_htu",
+    "proof htu mismatch": "dpop_htu_mismatch",
+    "proof iat missing": "dpop_iat_missing",
+    "proof iat outside the window": "dpop_iat_window",
+    "proof ath mismatch": "dpop_ath_mismatch",
+    "malformed proof nonce": "dpop_malformed_nonce",
+    "valid proof": "ok",
+})  # fmt: skip
+#: The code of a description outside :data:`REASON_CODES` (none the package raises; a test checks).
+OTHER_REASON = "other"
+
+
 def reason_code(description: str) -> str:
-    """A fixed description as a snake-case reason code: ``token expired`` -> ``token_expired``."""
-    return description.replace(" ", "_").replace("-", "_")
+    """The reason code of a fixed description: ``token expired`` -> ``expired``, else ``other``."""
+    return REASON_CODES.get(description, OTHER_REASON)
 
 
 class AuthError(Exception):
@@ -37,6 +115,8 @@ class AuthError(Exception):
     client_id: str | None = None
     path: str | None = None
     method: str | None = None
+    #: Whether an observer was told of it (``TokenVerifier.report_refusal``), so it counts once.
+    reported: bool = False
 
     def __init__(self, description: str | None = None) -> None:
         self.description = description or self.default_description
@@ -44,7 +124,7 @@ class AuthError(Exception):
 
     @property
     def reason(self) -> str:
-        """A reason code from a fixed set: the description as a snake-case word (``token_expired``)."""
+        """The reason code of the description, from :data:`REASON_CODES` (``expired``)."""
         return reason_code(self.description)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -32,14 +32,20 @@ def registry_or_default(registry: CollectorRegistry | None) -> CollectorRegistry
 
 
 def family(
-    kind: type[_M], registry: CollectorRegistry, name: str, documentation: str, labels: Sequence[str] = ()
+    kind: type[_M],
+    registry: CollectorRegistry,
+    name: str,
+    documentation: str,
+    labels: Sequence[str] = (),
+    **options: Any,
 ) -> _M:
-    """The ``kind`` (Counter, Histogram, Gauge) family ``name`` in ``registry``, registered on first use."""
+    """The ``kind`` (Counter, Histogram, Gauge) family ``name`` in ``registry``, registered on first use
+    with ``options`` (a histogram's ``buckets``)."""
     with _LOCK:
         families = _FAMILIES.setdefault(registry, {})
         found = families.get(name)
         if found is None:
-            found = families[name] = kind(name, documentation, labels, registry=registry)
+            found = families[name] = kind(name, documentation, labels, registry=registry, **options)
     if not isinstance(found, kind):
         raise ValueError(f"metric {name} is already registered as another kind")
     return found

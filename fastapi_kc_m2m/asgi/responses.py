@@ -84,7 +84,9 @@ async def send_refusal(
 ) -> None:
     """Refuse a connection: an HTTP response, or for a WebSocket not yet accepted the HTTP denial
     response where the server supports it, else (and once ``accepted``) a close with code 1008
-    (policy violation, RFC 6455 §7.4.1), which carries no challenge or nonce."""
+    (policy violation, RFC 6455 §7.4.1), which carries no challenge or nonce; the refusal reaches the
+    verifier's observer."""
+    _report(scope, error)
     denial = _DENIAL_EXTENSION in scope.get("extensions", {}) and not accepted
     if scope["type"] == "websocket" and not denial:
         await send({"type": "websocket.close", "code": WS_1008_POLICY_VIOLATION, "reason": error.description})
@@ -111,7 +113,15 @@ async def auth_error_handler(connection: HTTPConnection, error: Exception) -> Re
             connection.scope, connection.receive, connection.send, refused, realm, accepted=accepted, dpop=dpop
         )
         return None
+    _report(connection.scope, refused)
     return refusal(refused, realm, scheme=presented_scheme(connection.scope), dpop=dpop)
+
+
+def _report(scope: Scope, error: AuthError) -> None:
+    """Tell the request's verifier's observer of the refusal (once: see ``TokenVerifier.report_refusal``)."""
+    auth = find_auth(scope)
+    if auth is not None:
+        auth.report_refusal(error, scope.get("path"), scope.get("method", "GET"))
 
 
 def _challenge(error: AuthError, realm: str | None, scheme: str, dpop: DPoPOffer | None) -> str:

@@ -28,112 +28,69 @@ one, ``client_id`` empty (so absent in Prometheus) unless ``KC_M2M_ALLOWED_CLIEN
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
 from collections.abc import Callable
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from ..errors import AuthError, IdentityProviderUnavailable, reason_code
+from .._idp.prometheus import family, registry_or_default
+from ..errors import REASON_CODES, AuthError, IdentityProviderUnavailable, reason_code
 from ..settings import KeycloakSettings
 from .context import Verification
 from .observer import LoggingObserver
 
-__all__ = ["REASONS", "MetricsObserver", "families"]
+__all__ = ["REASONS", "MetricsObserver"]
 
-#: Every reason code (:attr:`~fastapi_kc_m2m.errors.AuthError.reason`) the package raises; others read ``other``.
-REASONS: frozenset[str] = frozenset(
-    reason_code(description)
-    for description in (
-        "DPoP proof key does not match the token", "DPoP proof missing", "DPoP proof replayed",
-        "DPoP proof required", "DPoP replay check unavailable", "DPoP-bound token presented as Bearer",
-        "a DPoP nonce is required", "a DPoP-bound token is required", "algorithm not allowed",
-        "bearer token required", "calling client not allowed",
-        "certificate-bound token without a client certificate", "client certificate does not match the token",
-        "introspection is off", "invalid proof signature", "invalid signature", "keys unavailable at start-up",
-        "malformed authorization request", "malformed bearer credentials", "malformed client certificate",
-        "malformed htu", "malformed key id", "malformed proof", "malformed proof nonce", "malformed time claim",
-        "malformed token", "missing or malformed host header", "no key matches the token", "not a DPoP proof",
-        "not an access token", "proof algorithm does not fit its key", "proof algorithm not allowed",
-        "proof ath mismatch", "proof htm mismatch", "proof htu mismatch", "proof iat missing",
-        "proof iat outside the window", "proof jti missing", "proof key must be a public JWK", "proof too large",
-        "sender-constrained tokens are not supported", "several DPoP proofs", "several authorization headers",
-        "several or oversized client certificate headers", "the DPoP proof is invalid",
-        "the access token is invalid", "the access token is not active", "the access token lacks the required role",
-        "the access token lacks the required scope", "the identity provider is unavailable",
-        "token binding mismatch", "token expired", "token has no expiry", "token in several places",
-        "token introspection is unavailable", "token is not DPoP-bound", "token is not meant for this audience",
-        "token not valid yet", "token too large", "unsupported proof header", "unsupported proof key",
-        "unsupported token header", "untrusted issuer", "unusable proof key", "valid proof",
-    )
-)  # fmt: skip
-OTHER = "other"
+#: Every reason code (:attr:`~fastapi_kc_m2m.errors.AuthError.reason`) the package raises, and ``ok``.
+REASONS: frozenset[str] = frozenset(REASON_CODES.values())
 
 _FAST = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _LIFE = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 86400.0)
 
 
 class _Families:
-    """The collectors of one registry, and when each issuer's keys were last loaded (for the age gauge)."""
+    """The collectors of one registry, shared by every observer on it (:func:`.._idp.prometheus.family`)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         def counter(name: str, doc: str, *labels: str) -> Counter:
-            return Counter(name, doc, labels, registry=registry)
+            return family(Counter, registry, name, doc, labels)
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return family(Gauge, registry, name, doc, ("issuer",))
+
+        def histogram(name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]) -> Histogram:
+            return family(Histogram, registry, name, doc, labels, buckets=buckets)
 
         self.verifications = counter(
             "kc_m2m_verifications_total", "Requests verified, by outcome and reason", "outcome", "reason", "client_id"
         )
-        self.verification_seconds = Histogram(
-            "kc_m2m_verification_seconds", "Time verifying a request", ["cache"], registry=registry, buckets=_FAST
+        self.verification_seconds = histogram(
+            "kc_m2m_verification_seconds", "Time verifying a request", ("cache",), _FAST
         )
-        self.token_remaining = Histogram(
-            "kc_m2m_token_remaining_seconds", "exp - now of newly verified tokens", ["client_id"],
-            registry=registry, buckets=_LIFE,
-        )  # fmt: skip
-        self.token_lifetime = Histogram(
-            "kc_m2m_token_lifetime_seconds", "exp - iat of newly verified tokens", ["client_id"],
-            registry=registry, buckets=_LIFE,
-        )  # fmt: skip
+        self.token_remaining = histogram(
+            "kc_m2m_token_remaining_seconds", "exp - now of newly verified tokens", ("client_id",), _LIFE
+        )
+        self.token_lifetime = histogram(
+            "kc_m2m_token_lifetime_seconds", "exp - iat of newly verified tokens", ("client_id",), _LIFE
+        )
         self.jwks_fetches = counter("kc_m2m_jwks_fetches_total", "Key-set fetches", "issuer", "result")
-        self.jwks_age = Gauge("kc_m2m_jwks_age_seconds", "Seconds since the last good key-set fetch", ["issuer"],
-                              registry=registry)  # fmt: skip
-        self.jwks_keys = Gauge("kc_m2m_jwks_keys", "Usable signing keys loaded", ["issuer"], registry=registry)
+        self.jwks_age = gauge("kc_m2m_jwks_age_seconds", "Seconds since the last good key-set fetch")
+        self.jwks_keys = gauge("kc_m2m_jwks_keys", "Usable signing keys loaded")
         self.introspections = counter("kc_m2m_introspections_total", "Introspection calls", "result")
-        self.introspection_seconds = Histogram(
-            "kc_m2m_introspection_seconds", "Duration of introspection calls", registry=registry, buckets=_FAST
+        self.introspection_seconds = histogram(
+            "kc_m2m_introspection_seconds", "Duration of introspection calls", (), _FAST
         )
         self.dpop_proofs = counter("kc_m2m_dpop_proofs_total", "DPoP proofs checked", "outcome", "reason")
         self.certificate_bindings = counter(
             "kc_m2m_certificate_bindings_total", "Certificate-bound tokens checked", "outcome"
         )
-        self.loaded_at: dict[str, float] = {}
 
     def key_set_loaded(self, issuer: str, keys: int) -> None:
         """Note a good fetch; the age gauge reads the time since it when scraped."""
-        if issuer not in self.loaded_at:
-            self.jwks_age.labels(issuer).set_function(lambda: time.monotonic() - self.loaded_at[issuer])
-        self.loaded_at[issuer] = time.monotonic()
+        loaded = time.monotonic()
+        self.jwks_age.labels(issuer).set_function(lambda: time.monotonic() - loaded)
         self.jwks_keys.labels(issuer).set(keys)
         self.jwks_fetches.labels(issuer, "ok").inc()
-
-
-_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, _Families] = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
-
-
-def families(registry: CollectorRegistry | None = None) -> _Families:
-    """The families of ``registry`` (default: prometheus_client's ``REGISTRY``), registered on first use."""
-    registry = REGISTRY if registry is None else registry
-    with _LOCK:
-        found = _BY_REGISTRY.get(registry)
-        if found is None:
-            found = _BY_REGISTRY[registry] = _Families(registry)
-        return found
-
-
-def _bounded(reason: str) -> str:
-    return reason if reason in REASONS else OTHER
 
 
 class MetricsObserver(LoggingObserver):
@@ -147,7 +104,7 @@ class MetricsObserver(LoggingObserver):
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
-        self._families = families(registry)
+        self._families = _Families(registry_or_default(registry))
         self._clients = frozenset(settings.allowed_clients)
         self._clock = clock
         f = self._families
@@ -177,7 +134,7 @@ class MetricsObserver(LoggingObserver):
     def token_refused(self, error: AuthError) -> None:
         super().token_refused(error)
         outcome = "unavailable" if isinstance(error, IdentityProviderUnavailable) else "refused"
-        self._families.verifications.labels(outcome, _bounded(error.reason), self._client(error.client_id)).inc()
+        self._families.verifications.labels(outcome, error.reason, self._client(error.client_id)).inc()
 
     def key_set_loaded(self, issuer: str, keys: int, skipped: int) -> None:
         super().key_set_loaded(issuer, keys, skipped)
@@ -194,7 +151,7 @@ class MetricsObserver(LoggingObserver):
 
     def dpop_proof(self, outcome: str, reason: str) -> None:
         super().dpop_proof(outcome, reason)
-        self._families.dpop_proofs.labels(outcome, _bounded(reason_code(reason))).inc()
+        self._families.dpop_proofs.labels(outcome, reason_code(reason)).inc()
 
     def certificate_binding(self, outcome: str) -> None:
         super().certificate_binding(outcome)

@@ -43,7 +43,8 @@ class Observer:
         """A token was accepted, verified now or (``cached``) found in the verified-token cache."""
 
     def token_refused(self, error: AuthError) -> None:
-        """A token was refused: ``error.reason`` is the reason code, ``error.issuer`` the issuer when
+        """A request was refused, once, by the verifier or the ASGI layer (no token, a malformed
+        header, a missing scope or role): ``error.reason`` is the reason code, ``error.issuer`` the issuer when
         trusted, ``error.client_id`` the token's unverified calling client when it names one,
         ``error.path`` and ``error.method`` the request's when known."""
 

@@ -324,8 +324,15 @@ class TokenVerifier:
         return verification
 
     def _refused(self, error: AuthError, context: RequestContext) -> None:
-        """Tell the observer, with the request's path and method (for refusal events)."""
-        error.path, error.method = context.path, context.method
+        self.report_refusal(error, context.path, context.method)
+
+    def report_refusal(self, error: AuthError, path: str | None, method: str | None) -> None:
+        """Tell the observer of ``error`` with the request's path and method (for refusal events), once:
+        the ASGI layer reports its own refusals (RFC 6750 §3.1) and the verifier's again as no-ops."""
+        if error.reported:
+            return
+        error.reported = True
+        error.path, error.method = path, method
         self._observer.token_refused(error)
 
     async def introspect(self, context: RequestContext, verification: Verification) -> Verification:

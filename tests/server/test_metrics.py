@@ -7,13 +7,16 @@ import ast
 import contextlib
 import logging
 import pathlib
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from prometheus_client import REGISTRY, CollectorRegistry
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from fastapi_kc_m2m import (
     AuthError,
@@ -22,13 +25,17 @@ from fastapi_kc_m2m import (
     KeycloakAuth,
     KeycloakAuthMiddleware,
     LoggingObserver,
+    Principal,
+    auth_error_handler,
     errors,
     metrics_app,
+    require_realm_role,
+    require_scope,
 )
 from fastapi_kc_m2m._jose.dpop import access_token_hash, make_proof
 from fastapi_kc_m2m.errors import reason_code
 from fastapi_kc_m2m.server.context import RequestContext
-from fastapi_kc_m2m.server.metrics import REASONS
+from fastapi_kc_m2m.server.metrics import REASONS, MetricsObserver
 from fastapi_kc_m2m.testing import TestIssuer, generate_key
 from tests.helpers import INTROSPECTION_SECRET, api_client, bearer
 
@@ -99,7 +106,7 @@ async def test_keycloak_down_counts_as_unavailable(issuer: TestIssuer, registry:
     issuer.fail("jwks", "status")
     async with metered(issuer, registry) as auth:
         assert isinstance(await refuse(auth, issuer.token()), IdentityProviderUnavailable)
-    reason = "the_identity_provider_is_unavailable"
+    reason = "idp_unavailable"
     assert value(registry, "kc_m2m_verifications_total", outcome="unavailable", reason=reason, client_id="") == 1
     assert value(registry, "kc_m2m_jwks_fetches_total", issuer=issuer.issuer, result="error") == 1
 
@@ -125,8 +132,8 @@ async def test_dpop_proofs_count_by_outcome(issuer: TestIssuer, registry: Collec
         await auth.authenticate(context)
         with pytest.raises(AuthError):
             await auth.authenticate(context)
-    assert value(registry, "kc_m2m_dpop_proofs_total", outcome="accepted", reason="valid_proof") == 1
-    assert value(registry, "kc_m2m_dpop_proofs_total", outcome="refused", reason="DPoP_proof_replayed") == 1
+    assert value(registry, "kc_m2m_dpop_proofs_total", outcome="accepted", reason="ok") == 1
+    assert value(registry, "kc_m2m_dpop_proofs_total", outcome="refused", reason="dpop_replayed") == 1
 
 
 async def test_certificate_binding_outcomes_count(issuer: TestIssuer, registry: CollectorRegistry) -> None:
@@ -146,7 +153,7 @@ async def test_client_ids_label_only_when_allowed_clients_bound_them(
         await auth.verify(issuer.token())
         await refuse(auth, issuer.token(client_id="intruder-1"))
     assert value(registry, "kc_m2m_verifications_total", outcome="accepted", reason="ok", client_id="machine-a") == 1
-    refused = {"outcome": "refused", "reason": "calling_client_not_allowed", "client_id": ""}
+    refused = {"outcome": "refused", "reason": "client_not_allowed", "client_id": ""}
     assert value(registry, "kc_m2m_verifications_total", **refused) == 1
 
 
@@ -176,6 +183,15 @@ def test_every_reason_the_package_raises_is_in_the_closed_set() -> None:
                 found |= {reason_code(text) for text in texts if isinstance(text, str)}
     assert len(found) > 40
     assert found - REASONS == set()
+
+
+def test_reason_codes_are_short_words_apart_from_the_descriptions() -> None:
+    codes = {InvalidToken(description).reason for description in errors.REASON_CODES}
+    assert codes == REASONS
+    assert all(re.fullmatch(r"[a-z][a-z_]{1,29}", code) for code in codes), codes
+    assert InvalidToken("token expired").reason == "expired"
+    assert InvalidToken("something new").reason == errors.OTHER_REASON
+    assert errors.OTHER_REASON not in REASONS
 
 
 async def test_two_instances_share_the_default_registry(issuer: TestIssuer) -> None:
@@ -216,7 +232,7 @@ async def test_a_refusal_event_names_path_and_method_never_the_token(
     [record] = [r for r in caplog.records if r.getMessage().startswith("refused: ")]
     fields = {name: getattr(record, name) for name in ("reason", "issuer", "client_id", "path", "method")}
     assert fields == {
-        "reason": "token_is_not_meant_for_this_audience",
+        "reason": "wrong_audience",
         "issuer": issuer.issuer,
         "client_id": "machine-a",
         "path": "/orders/7",
@@ -237,3 +253,107 @@ def test_refusal_events_are_rate_limited_and_count_what_they_left_out(caplog: py
     time.sleep(0.05)
     observer.token_refused(InvalidToken("token expired"))
     assert caplog.records[-1].suppressed == 1000 - logged  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ refusals of the ASGI layer
+
+
+def refused(registry: CollectorRegistry, reason: str) -> float:
+    return value(registry, "kc_m2m_verifications_total", outcome="refused", reason=reason, client_id="")
+
+
+def guarded_app(auth: KeycloakAuth, *, middleware: bool) -> FastAPI:
+    """Routes needing a scope and a role, behind the middleware or by dependencies alone."""
+    app = FastAPI()
+
+    @app.get("/scoped", dependencies=[require_scope("orders:admin")])
+    async def scoped() -> None: ...
+
+    @app.get("/role", dependencies=[require_realm_role("admin")])
+    async def role() -> None: ...
+
+    @app.get("/open")
+    async def open_route(caller: Principal) -> str:
+        return caller.client_id
+
+    if middleware:
+        app.add_middleware(KeycloakAuthMiddleware, auth=auth)
+    else:
+        auth.install(app)  # the exception handler and app.state
+    return app
+
+
+@pytest.mark.parametrize("middleware", [True, False], ids=["middleware", "dependencies-only"])
+@pytest.mark.parametrize(
+    ("path", "headers", "reason", "status"),
+    [
+        ("/open", [], "missing_token", 401),
+        ("/open", [("Authorization", "Bearer")], "malformed_credentials", 400),
+        ("/open", [("Authorization", "Bearer a"), ("Authorization", "Bearer b")], "several_headers", 400),
+        ("/scoped", "token", "insufficient_scope", 403),
+        ("/role", "token", "missing_role", 403),
+    ],
+)
+async def test_asgi_layer_refusals_are_counted_once(
+    issuer: TestIssuer, registry: CollectorRegistry, middleware: bool, path: str, headers: Any, reason: str,
+    status: int, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.DEBUG, logger="fastapi_kc_m2m")
+    headers = list(bearer(issuer.token()).items()) if headers == "token" else headers
+    async with metered(issuer, registry) as auth, api_client(guarded_app(auth, middleware=middleware)) as client:
+        assert (await client.get(path, headers=headers)).status_code == status
+    assert refused(registry, reason) == 1
+    [record] = [r for r in caplog.records if r.getMessage().startswith("refused: ")]
+    assert (record.reason, record.path, record.method) == (reason, path, "GET")  # type: ignore[attr-defined]
+
+
+async def test_dpop_and_certificate_header_problems_are_counted(
+    issuer: TestIssuer, registry: CollectorRegistry
+) -> None:
+    token = issuer.token()
+    dpop = {"Authorization": f"DPoP {token}", "DPoP": "a, b"}
+    certificate = {**bearer(token), "ssl-client-cert": "not a certificate"}
+    overrides = {"dpop": "allowed", "client_cert_header": "ssl-client-cert", "client_cert_format": "pem-urlencoded",
+                 "trusted_proxies": ("127.0.0.1/32",)}  # fmt: skip
+    async with (
+        metered(issuer, registry, **overrides) as auth,
+        api_client(KeycloakAuthMiddleware(FastAPI(), auth)) as client,
+    ):
+        assert (await client.get("/", headers=dpop)).status_code == 400
+        assert (await client.get("/", headers=certificate)).status_code == 400
+    assert refused(registry, "dpop_several_proofs") == 1
+    assert refused(registry, "malformed_certificate") == 1
+
+
+async def test_a_verifier_refusal_through_the_middleware_counts_once(
+    issuer: TestIssuer, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="fastapi_kc_m2m")
+    expired = issuer.token(exp=issuer.clock() - 60)
+    for middleware in (True, False):
+        async with metered(issuer, registry) as auth, api_client(guarded_app(auth, middleware=middleware)) as client:
+            assert (await client.get("/open", headers=bearer(expired))).status_code == 401
+    assert refused(registry, "expired") == 2
+    assert len([r for r in caplog.records if r.getMessage().startswith("refused: ")]) == 2
+
+
+@pytest.mark.parametrize("middleware", [True, False], ids=["middleware", "dependencies-only"])
+async def test_websocket_refusals_are_counted(
+    issuer: TestIssuer, registry: CollectorRegistry, serve: Any, middleware: bool
+) -> None:
+    auth = issuer.auth(observer=MetricsObserver(issuer.settings(), registry=registry))
+    app = FastAPI(lifespan=auth.lifespan)
+    if middleware:
+        app.add_middleware(KeycloakAuthMiddleware, auth=auth)
+    else:
+        app.add_exception_handler(AuthError, auth_error_handler)
+
+    @app.websocket("/ws", dependencies=[require_scope("orders:admin")])
+    async def admin(websocket: WebSocket) -> None: ...
+
+    with serve(app) as host:
+        for headers in ({}, bearer(issuer.token())):
+            with pytest.raises(InvalidStatus):
+                async with connect(f"ws://{host}/ws", additional_headers=headers):
+                    pass
+    assert (refused(registry, "missing_token"), refused(registry, "insufficient_scope")) == (1, 1)

@@ -47,7 +47,7 @@ async def test_the_line_names_reason_trusted_issuer_and_client(
 ) -> None:
     now = int(issuer.clock())
     [expired] = await refusal_lines(auth, issuer.token(exp=now - 3600, iat=now - 3900), debug_log)
-    assert expired.getMessage() == f"refused: token_expired, issuer {issuer.issuer}, client machine-a"
+    assert expired.getMessage() == f"refused: expired, issuer {issuer.issuer}, client machine-a"
     [untrusted] = await refusal_lines(auth, issuer.token(iss=UNTRUSTED, client_id="machine-x"), debug_log)
     assert untrusted.getMessage() == "refused: untrusted_issuer, issuer None, client machine-x"
     [malformed] = await refusal_lines(auth, "junk.junk.junk", debug_log)

@@ -84,13 +84,16 @@ def test_demo_prints_the_table_without_keycloak(
     assert "test issuer (no Keycloak)" in out
     assert "POST /orders/1/cancel" in out
     summary = out.split("\ncounters:\n")[1].splitlines()
-    verified = {line.split(":")[0] for line in summary[:3]}  # exact counts: server/metrics.py's
+    verified = {line.split(":")[0] for line in summary[:6]}  # exact counts: server/metrics.py's
     assert verified == {
         "  accepted (ok)",
-        "  refused (no_key_matches_the_token)",
-        "  refused (the_access_token_is_not_active)",
+        "  refused (unknown_kid)",
+        "  refused (inactive)",
+        "  refused (missing_token)",
+        "  refused (insufficient_scope)",
+        "  refused (missing_role)",
     }
-    assert summary[3:] == [
+    assert summary[6:] == [
         "  Machine A token requests, machine-a (ok): 2",
         "  Machine A token requests, reporting (ok): 2",
         "  Machine A renewals, machine-a (401): 1",

@@ -184,10 +184,11 @@ def test_prometheus_finds_the_refusals_by_reason(drill: Drill) -> None:
     refused = drill.prometheus.query("sum by (outcome, reason) (kc_m2m_verifications_total{outcome!='accepted'})")
     counts = {(found["metric"]["outcome"], found["metric"]["reason"]): float(found["value"][1]) for found in refused}
     assert counts == {
-        ("refused", "invalid_signature"): 1,
-        ("refused", "token_expired"): 1,
-        ("refused", "no_key_matches_the_token"): 1,
-        ("unavailable", "token_introspection_is_unavailable"): 1,
+        ("refused", "missing_token"): 1,
+        ("refused", "bad_signature"): 1,
+        ("refused", "expired"): 1,
+        ("refused", "unknown_kid"): 1,
+        ("unavailable", "introspection_unavailable"): 1,
     }
 
 
