@@ -173,13 +173,26 @@ async def test_labels_stay_bounded_under_ten_thousand_junk_tokens(
 
 
 def test_every_reason_the_package_raises_is_in_the_closed_set() -> None:
-    """Each literal description given to an AuthError (or a DPoP proof fault) is a known reason code."""
+    """Each description given to an AuthError (or a DPoP proof fault), as a literal or a module constant,
+    is a known reason code."""
     raising = {name for name in errors.__all__ if name[0].isupper()} | {"ProofError"}
     found = set()
     for path in pathlib.Path("fastapi_kc_m2m").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
+        module = ast.parse(path.read_text())
+        constants = {
+            target.id: node.value.value
+            for node in module.body
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        for node in ast.walk(module):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in raising:
-                texts = [arg.value for arg in node.args if isinstance(arg, ast.Constant)]
+                texts = [
+                    arg.value if isinstance(arg, ast.Constant) else constants.get(arg.id)
+                    for arg in node.args
+                    if isinstance(arg, ast.Constant | ast.Name)
+                ]
                 found |= {reason_code(text) for text in texts if isinstance(text, str)}
     assert len(found) > 40
     assert found - REASONS == set()
