@@ -106,6 +106,9 @@ def print_summary(registry: CollectorRegistry) -> None:
     verifications = counted(registry, "kc_m2m_verifications_total", "outcome", "reason")
     for (outcome, reason), count in sorted(verifications.items()):
         print(f"  {outcome} ({reason}): {count}")
+    by_route = counted(registry, "kc_m2m_route_refusals_total", "outcome", "reason")
+    for (outcome, reason), count in sorted(by_route.items()):
+        print(f"  {outcome} by the route ({reason}): {count}")
     requests = counted(registry, "kc_m2m_client_token_requests_total", "client_id", "result")
     for (client, result), count in sorted(requests.items()):
         print(f"  Machine A token requests, {client} ({result}): {count}")

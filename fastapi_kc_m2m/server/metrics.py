@@ -3,27 +3,32 @@
 Imported only when metrics are on. The families, registered once per registry (several verifiers in
 one process share them), and their labels:
 
-=====================================  ================================  ==========================================
-family                                 labels                            what
-=====================================  ================================  ==========================================
-``kc_m2m_verifications_total``         ``outcome``, ``reason``,          requests verified: ``accepted`` (reason
-                                       ``client_id``                     ``ok``), ``refused``, ``unavailable`` (503)
-``kc_m2m_verification_seconds``        ``cache`` (``hit``/``miss``)      time in the verifier per request
-``kc_m2m_token_remaining_seconds``     ``client_id``                     ``exp - now`` when a token is first verified
-``kc_m2m_token_lifetime_seconds``      ``client_id``                     ``exp - iat`` of a newly verified token
-``kc_m2m_jwks_fetches_total``          ``issuer``, ``result`` (ok/error) key-set fetches (RFC 7517 §5)
-``kc_m2m_jwks_age_seconds``            ``issuer``                        seconds since the last good fetch (at scrape)
-``kc_m2m_jwks_keys``                   ``issuer``                        usable signing keys loaded
-``kc_m2m_introspections_total``        ``result`` (active/inactive/      introspection calls (RFC 7662)
-                                       error)
-``kc_m2m_introspection_seconds``       (none)                            their duration
-``kc_m2m_dpop_proofs_total``           ``outcome``, ``reason``           DPoP proofs checked (RFC 9449 §4.3)
-``kc_m2m_certificate_bindings_total``  ``outcome`` (accepted/missing/    certificate-bound tokens (RFC 8705 §3)
-                                       mismatch)
-=====================================  ================================  ==========================================
+=========================================  ==================================  =========================================
+family                                     labels                              what
+=========================================  ==================================  =========================================
+``kc_m2m_verifications_total``             ``outcome``, ``reason``,            requests, once each: ``accepted``
+                                           ``client_id``                       (``ok``: every check passed), ``refused``
+                                                                               (400/401), ``unavailable`` (503)
+``kc_m2m_route_refusals_total``            ``outcome``, ``reason``             accepted tokens then refused by a route's
+                                                                               scope, role (403) or active-token (401,
+                                                                               503) requirement
+``kc_m2m_verification_seconds``            ``cache`` (``hit``/``miss``)        time in the verifier per request
+``kc_m2m_token_remaining_seconds``         ``client_id``                       ``exp - now`` of a newly verified token
+``kc_m2m_token_lifetime_seconds``          ``client_id``                       ``exp - iat`` of a newly verified token
+``kc_m2m_jwks_fetches_total``              ``issuer``, ``result`` (ok/error)   key-set fetches (RFC 7517 §5)
+``kc_m2m_jwks_age_seconds``                ``issuer``                          since the last good fetch (at scrape)
+``kc_m2m_jwks_keys``                       ``issuer``                          usable signing keys loaded
+``kc_m2m_introspections_total``            ``result`` (active/inactive/        introspection calls (RFC 7662)
+                                           error)
+``kc_m2m_introspection_seconds``           (none)                              their duration
+``kc_m2m_dpop_proofs_total``               ``outcome``, ``reason``             DPoP proofs checked (RFC 9449 §4.3)
+``kc_m2m_certificate_bindings_total``      ``outcome`` (accepted/missing/      certificate-bound tokens (RFC 8705 §3)
+                                           mismatch)
+=========================================  ==================================  =========================================
 
 Labels stay bounded: ``reason`` is one of :data:`REASONS` (else ``other``), ``issuer`` only a trusted
-one, ``client_id`` empty (so absent in Prometheus) unless ``KC_M2M_ALLOWED_CLIENTS`` lists the client.
+one (empty for realms matched by a ``KC_M2M_REALMS`` pattern, an unbounded set), ``client_id`` empty
+(so absent in Prometheus) unless ``KC_M2M_ALLOWED_CLIENTS`` lists the client.
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ class _Families:
 
         self.verifications = counter(
             "kc_m2m_verifications_total", "Requests verified, by outcome and reason", "outcome", "reason", "client_id"
+        )
+        self.route_refusals = counter(
+            "kc_m2m_route_refusals_total", "Accepted tokens refused by a route's requirement", "outcome", "reason"
         )
         self.verification_seconds = histogram(
             "kc_m2m_verification_seconds", "Time verifying a request", ("cache",), _FAST
@@ -106,6 +114,8 @@ class MetricsObserver(LoggingObserver):
         super().__init__()
         self._families = _Families(registry_or_default(registry))
         self._clients = frozenset(settings.allowed_clients)
+        # Realms matched by pattern are not a bounded set: their issuers share one empty label.
+        self._issuers = None if settings.issuers_bounded else frozenset(settings.trusted_issuers)
         self._clock = clock
         f = self._families
         self._hit = f.verification_seconds.labels("hit")
@@ -114,6 +124,9 @@ class MetricsObserver(LoggingObserver):
 
     def _client(self, client_id: str | None) -> str:
         return client_id if client_id in self._clients else ""
+
+    def _issuer(self, issuer: str) -> str:
+        return issuer if self._issuers is None or issuer in self._issuers else ""
 
     def token_accepted(self, verification: Verification, cached: bool) -> None:
         principal = verification.principal
@@ -136,13 +149,18 @@ class MetricsObserver(LoggingObserver):
         outcome = "unavailable" if isinstance(error, IdentityProviderUnavailable) else "refused"
         self._families.verifications.labels(outcome, error.reason, self._client(error.client_id)).inc()
 
+    def route_refused(self, error: AuthError) -> None:
+        super().route_refused(error)
+        outcome = "unavailable" if isinstance(error, IdentityProviderUnavailable) else "refused"
+        self._families.route_refusals.labels(outcome, error.reason).inc()
+
     def key_set_loaded(self, issuer: str, keys: int, skipped: int) -> None:
         super().key_set_loaded(issuer, keys, skipped)
-        self._families.key_set_loaded(issuer, keys)
+        self._families.key_set_loaded(self._issuer(issuer), keys)
 
     def key_set_failed(self, issuer: str, reason: str, serving: bool) -> None:
         super().key_set_failed(issuer, reason, serving)
-        self._families.jwks_fetches.labels(issuer, "error").inc()
+        self._families.jwks_fetches.labels(self._issuer(issuer), "error").inc()
 
     def introspected(self, issuer: str, result: str, seconds: float) -> None:
         super().introspected(issuer, result, seconds)

@@ -44,9 +44,14 @@ class Observer:
 
     def token_refused(self, error: AuthError) -> None:
         """A request was refused, once, by the verifier or the ASGI layer (no token, a malformed
-        header, a missing scope or role): ``error.reason`` is the reason code, ``error.issuer`` the issuer when
+        header): ``error.reason`` is the reason code, ``error.issuer`` the issuer when
         trusted, ``error.client_id`` the token's unverified calling client when it names one,
         ``error.path`` and ``error.method`` the request's when known."""
+
+    def route_refused(self, error: AuthError) -> None:
+        """A request whose token was accepted (:meth:`token_accepted`) was then refused, once, by its
+        route's requirement: a scope or role (403), or an active token by introspection
+        (``require_active_token()``); ``error`` as in :meth:`token_refused`."""
 
     def verification_timed(self, seconds: float, cached: bool) -> None:
         """One request's verification took ``seconds``, accepted or not; ``cached``: the token was in
@@ -112,6 +117,9 @@ class LoggingObserver(Observer):
             )
 
     def token_refused(self, error: AuthError) -> None:
+        self._refusals.record(error)
+
+    def route_refused(self, error: AuthError) -> None:
         self._refusals.record(error)
 
     def introspected(self, issuer: str, result: str, seconds: float) -> None:

@@ -33,7 +33,7 @@ from .._jose.claims import (
 )
 from .._jose.jws import decode_segment, signature_is_valid, split_compact
 from .._jose.strictjson import loads_object
-from ..errors import AuthError, IdentityProviderUnavailable, InvalidToken
+from ..errors import AuthError, IdentityProviderUnavailable, InsufficientScope, InvalidToken
 from ..principal import ServicePrincipal
 from ..settings import KeycloakSettings
 from .cache import TokenCache, bounded_put
@@ -307,15 +307,13 @@ class TokenVerifier:
                 verification = await self._verify_new(raw, digest)
                 expires = min(verification.principal.expires_at, self._clock() + self.settings.token_cache_ttl)
                 self._cache.put(digest, verification, expires)
-                self._observer.token_accepted(verification, cached=False)
-            else:
-                self._observer.token_accepted(verification, cached=True)
             if introspect or self._may_introspect:
                 verification = await self._introspected(token, verification, introspect)
             self._certificates.check(context, verification.x5t)
             jkt = self._dpop.bound_key(context, verification.jkt)
             if jkt is not None:
                 await self._dpop.check(context, jkt, verification.digest)
+            self._observer.token_accepted(verification, cached=cached)  # once, after every check passed
         except AuthError as error:
             self._refused(error, context)
             raise
@@ -323,17 +321,22 @@ class TokenVerifier:
             self._observer.verification_timed(time.perf_counter() - started, cached)
         return verification
 
-    def _refused(self, error: AuthError, context: RequestContext) -> None:
-        self.report_refusal(error, context.path, context.method)
+    def _refused(self, error: AuthError, context: RequestContext, *, route: bool = False) -> None:
+        self.report_refusal(error, context.path, context.method, route=route)
 
-    def report_refusal(self, error: AuthError, path: str | None, method: str | None) -> None:
+    def report_refusal(self, error: AuthError, path: str | None, method: str | None, *, route: bool = False) -> None:
         """Tell the observer of ``error`` with the request's path and method (for refusal events), once:
-        the ASGI layer reports its own refusals (RFC 6750 §3.1) and the verifier's again as no-ops."""
+        the ASGI layer reports its own refusals (RFC 6750 §3.1) and the verifier's again as no-ops. A
+        missing scope or role (RFC 6750 §3.1 ``insufficient_scope``), or ``route``, is a route's refusal
+        of an accepted token."""
         if error.reported:
             return
         error.reported = True
         error.path, error.method = path, method
-        self._observer.token_refused(error)
+        if route or isinstance(error, InsufficientScope):
+            self._observer.route_refused(error)
+        else:
+            self._observer.token_refused(error)
 
     async def introspect(self, context: RequestContext, verification: Verification) -> Verification:
         """Introspect (RFC 7662) a token :meth:`authenticate` verified, whatever the policy (a route's
@@ -341,7 +344,7 @@ class TokenVerifier:
         try:
             return await self._introspected(context.token, verification, requested=True)
         except AuthError as error:
-            self._refused(error, context)
+            self._refused(error, context, route=True)
             raise
 
     async def _introspected(self, token: str, verification: Verification, requested: bool) -> Verification:

@@ -24,6 +24,7 @@ from fastapi_kc_m2m import (
     InvalidToken,
     KeycloakAuth,
     KeycloakAuthMiddleware,
+    KeycloakSettings,
     LoggingObserver,
     Principal,
     auth_error_handler,
@@ -121,6 +122,8 @@ async def test_introspections_count_by_result(issuer: TestIssuer, registry: Coll
     assert value(registry, "kc_m2m_introspections_total", result="active") == 1
     assert value(registry, "kc_m2m_introspections_total", result="inactive") == 1
     assert value(registry, "kc_m2m_introspection_seconds_count") == 2
+    # each request once: the revoked token passed local checks but is counted refused only
+    assert (accepted(registry), refused(registry, "inactive")) == (1, 1)
 
 
 async def test_dpop_proofs_count_by_outcome(issuer: TestIssuer, registry: CollectorRegistry) -> None:
@@ -272,7 +275,14 @@ def test_refusal_events_are_rate_limited_and_count_what_they_left_out(caplog: py
 
 
 def refused(registry: CollectorRegistry, reason: str) -> float:
+    """Requests refused for ``reason``: 400/401 in the verifications, a scope or role in the route refusals."""
+    if reason in ("insufficient_scope", "missing_role"):
+        return value(registry, "kc_m2m_route_refusals_total", outcome="refused", reason=reason)
     return value(registry, "kc_m2m_verifications_total", outcome="refused", reason=reason, client_id="")
+
+
+def accepted(registry: CollectorRegistry) -> float:
+    return value(registry, "kc_m2m_verifications_total", outcome="accepted", reason="ok", client_id="")
 
 
 def guarded_app(auth: KeycloakAuth, *, middleware: bool) -> FastAPI:
@@ -316,6 +326,7 @@ async def test_asgi_layer_refusals_are_counted_once(
     async with metered(issuer, registry) as auth, api_client(guarded_app(auth, middleware=middleware)) as client:
         assert (await client.get(path, headers=headers)).status_code == status
     assert refused(registry, reason) == 1
+    assert accepted(registry) == (1 if status == 403 else 0)  # a 403's token was verified, once
     [record] = [r for r in caplog.records if r.getMessage().startswith("refused: ")]
     assert (record.reason, record.path, record.method) == (reason, path, "GET")  # type: ignore[attr-defined]
 
@@ -370,3 +381,13 @@ async def test_websocket_refusals_are_counted(
                 async with connect(f"ws://{host}/ws", additional_headers=headers):
                     pass
     assert (refused(registry, "missing_token"), refused(registry, "insufficient_scope")) == (1, 1)
+
+
+def test_realms_matched_by_a_pattern_share_one_issuer_label(registry: CollectorRegistry) -> None:
+    """KC_M2M_REALMS patterns make issuers an unbounded set: only fixed realms get their own series."""
+    settings = KeycloakSettings(server_url="https://kc.test", realms=("ops", "tenant-*"), audience="machine-b")
+    observer = MetricsObserver(settings, registry=registry)
+    for issuer in ("https://kc.test/realms/ops", *(f"https://kc.test/realms/tenant-{i}" for i in range(50))):
+        observer.key_set_failed(issuer, "status 500", serving=False)
+    assert value(registry, "kc_m2m_jwks_fetches_total", issuer="https://kc.test/realms/ops", result="error") == 1
+    assert value(registry, "kc_m2m_jwks_fetches_total", issuer="", result="error") == 50
