@@ -290,6 +290,7 @@ class TestIssuer:
         return self.dpop.require_nonce()
 
     async def _preflight(self, request: Request) -> Response:
+        """The token endpoint's answer to a CORS preflight (Fetch standard, "CORS-preflight request")."""
         return preflight(self.web_origins, request)
 
     async def _token(self, request: Request) -> Response:
