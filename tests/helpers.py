@@ -1,7 +1,8 @@
 """What several test modules need: request headers, an in-process client for an app, a gate that
 holds an identity provider's answers, polling for background work, a DPoP token endpoint and API,
 real redis-server and prometheus processes, a per-run PKI made with ``kc-m2m ca``/``cert``, nginx terminating
-mutual TLS in front of an API (``nginx/mtls.conf.template``, the compose file's own), and the spans recorded."""
+mutual TLS in front of an API (``nginx/mtls.conf.template``, the compose file's own), the spans recorded,
+and a page of Debian's chromium driven by Playwright."""
 
 from __future__ import annotations
 
@@ -28,12 +29,15 @@ from typing import Any, NamedTuple
 
 import anyio
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Page, sync_playwright
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -551,3 +555,53 @@ class PrometheusServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+#: Debian's chromium (scripts/bootstrap --with-node installs it; Playwright's own browser builds cannot be downloaded).
+CHROMIUM = Path("/usr/bin/chromium")
+#: Headless, nothing of its own on the network (no updates, sync or field trials), as root (no sandbox), and
+#: no host resolved but localhost and 127.0.0.1: only loopback is reached.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+)
+
+
+@contextlib.contextmanager
+def chromium_page(screenshots: Path | None = None, *, timeout: float = 15.0) -> Iterator[Page]:
+    """A page of headless chromium (a fresh profile), Playwright waiting up to ``timeout`` seconds for each
+    action; only loopback is reached (serve other hosts' files with ``page.route``, but note that while a
+    route is set, Playwright answers CORS preflights itself). When the block raises, a screenshot goes into
+    ``screenshots`` (default: the temporary directory) and its path into the exception's notes. Fails,
+    never skips, without chromium."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/bootstrap --with-node")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, timeout=timeout * 1000)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(timeout * 1000)
+            try:
+                yield page
+            except Exception as error:
+                error.add_note(_screenshot(page, Path(screenshots or tempfile.gettempdir())))
+                raise
+        finally:
+            browser.close()
+
+
+def _screenshot(page: Page, directory: Path) -> str:
+    """Save what ``page`` shows into ``directory``; say where (or why not)."""
+    shot = directory / f"chromium-{uuid.uuid4().hex[:8]}.png"
+    try:
+        page.screenshot(path=shot, full_page=True)
+    except PlaywrightError as error:
+        return f"no screenshot of the page: {error.message}"
+    return f"screenshot of the page: {shot}"

@@ -1,7 +1,7 @@
 """The test kit: a token issuer in Keycloak 26's shape for tests that need neither Keycloak nor a
 network, split by job — keys and time (:mod:`.keys`), the issuer with its endpoints (:mod:`.issuer`),
-its registered clients (:mod:`.clients`), DPoP at its token endpoint and a caller's DPoP key
-(:mod:`.dpop`), failure injection (:mod:`.failures`), serving on loopback
+its registered clients (:mod:`.clients`), CORS at its token endpoint (:mod:`.cors`), DPoP there and a
+caller's DPoP key (:mod:`.dpop`), failure injection (:mod:`.failures`), serving on loopback
 (:mod:`.serving`) — and the pytest plugin (:mod:`.pytest_plugin`).
 
 Free to import every other room of the package; nothing in the package imports it.

@@ -81,6 +81,7 @@ from ..server.observer import Observer
 from ..server.store import Store
 from ..settings import KeycloakSettings
 from .clients import ClientRegistry, RegisteredClient
+from .cors import add_cors_headers, preflight
 from .dpop import Refusal, TokenEndpointProofs, bound_claims, thumbprint
 from .exchange import exchange_grant
 from .failures import FailureMode, misshapen
@@ -130,6 +131,8 @@ class TestIssuer:
     with a valid DPoP proof gets a bound token (RFC 9449 §5); with ``dpop_nonce=True`` only once the
     proof carries the issuer's nonce (§8). With ``mtls=True`` discovery advertises
     ``mtls_endpoint_aliases`` (RFC 8705 §5), a token endpoint of its own for mutual-TLS clients.
+    Browser pages of the ``web_origins`` (Keycloak's ``webOrigins``, ``*`` for any) may call the token
+    endpoint: its answers and CORS preflight carry ``Access-Control-Allow-Origin`` for them (:mod:`.cors`).
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -146,6 +149,7 @@ class TestIssuer:
         optional_scopes: Iterable[str] = (),
         dpop_nonce: bool = False,
         mtls: bool = False,
+        web_origins: Iterable[str] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.mtls = mtls
@@ -166,6 +170,8 @@ class TestIssuer:
         self.token_lifetime = 300
         self.optional_scopes = {"openid", "address", "phone", "offline_access", "microprofile-jwt", *optional_scopes}
         self.no_service_account: set[str] = set()
+        #: Origins whose browser pages may call the token endpoint (CORS, Keycloak's ``webOrigins``).
+        self.web_origins = {origin.rstrip("/") for origin in web_origins}
         endpoints = self.discovery_document()
         self.clients = ClientRegistry(
             (self.issuer, endpoints["token_endpoint"], endpoints["introspection_endpoint"], self._mtls_token_endpoint),
@@ -180,6 +186,7 @@ class TestIssuer:
                 Route(f"/realms/{realm}/protocol/openid-connect/certs", self._jwks),
                 Route(f"/realms/{realm}/protocol/openid-connect/token/introspect", self._introspect, methods=["POST"]),
                 Route(f"/realms/{realm}/protocol/openid-connect/token", self._token, methods=["POST"]),
+                Route(f"/realms/{realm}/protocol/openid-connect/token", self._preflight, methods=["OPTIONS"]),
                 Route(f"/realms/{realm}/protocol/openid-connect/mtls/token", self._token, methods=["POST"]),
             ]
         )
@@ -282,8 +289,18 @@ class TestIssuer:
         """Demand a nonce in token requests' DPoP proofs from now on (RFC 9449 §8); returns it."""
         return self.dpop.require_nonce()
 
+    async def _preflight(self, request: Request) -> Response:
+        """The token endpoint's answer to a CORS preflight (Fetch standard, "CORS-preflight request")."""
+        return preflight(self.web_origins, request)
+
     async def _token(self, request: Request) -> Response:
-        """The token endpoint (RFC 6749 §3.2) for the client-credentials grant; errors as RFC 6749 §5.2,
+        """The token endpoint (RFC 6749 §3.2), readable by pages of the web origins (CORS)."""
+        response = await self._token_answer(request)
+        add_cors_headers(self.web_origins, request, response)
+        return response
+
+    async def _token_answer(self, request: Request) -> Response:
+        """The token endpoint's answer for the client-credentials grant; errors as RFC 6749 §5.2,
         a nonce demanded in ``DPoP-Nonce`` (RFC 9449 §8)."""
         form = await _unique_form(request)
         certificate = _client_certificate(request)

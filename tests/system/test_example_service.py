@@ -182,21 +182,35 @@ def test_bootstrap_installs_node_only_when_asked(tmp_path: Path) -> None:
     redis = ["apt-get update -qq", "apt-get install -y -qq redis-server"] if missing else []
     missing = shutil.which("nginx", path="/usr/sbin:/usr/bin:/bin") is None  # the mTLS drill needs it
     nginx = ["apt-get update -qq", "apt-get install -y -qq nginx-light"] if missing else []
+    missing = shutil.which("chromium", path="/usr/bin:/bin") is None  # the browser tests need it
+    chromium = ["apt-get update -qq", "apt-get install -y -qq --no-install-recommends chromium"] if missing else []
     missing = not all(shutil.which(tool, path="/usr/bin:/bin") for tool in ("prometheus", "promtool"))
     install = "apt-get install -y -qq --no-install-recommends prometheus"  # the Prometheus tests need it
     prometheus = ["apt-get update -qq", install] if missing else []
-    assert ran[5:] == redis + nginx + prometheus
+    assert ran[5:] == redis + nginx + chromium + prometheus
 
 
-def test_bootstrap_installs_prometheus_when_missing(tmp_path: Path) -> None:
-    """Only bash and dirname on the PATH: no prometheus, no promtool, so Debian's package is installed."""
+def bash_only(tmp_path: Path) -> str:
+    """A PATH of only bash and dirname: every tool the bootstrap installs is missing there."""
     tools = tmp_path / "tools"
     tools.mkdir()
     for tool in ("bash", "dirname"):
         (tools / tool).symlink_to(str(shutil.which(tool)))
-    status, ran = bootstrap(tmp_path / "with-node", "--with-node", path=str(tools))
+    return str(tools)
+
+
+def test_bootstrap_installs_prometheus_when_missing(tmp_path: Path) -> None:
+    """Only bash and dirname on the PATH: no prometheus, no promtool, so Debian's package is installed."""
+    status, ran = bootstrap(tmp_path / "with-node", "--with-node", path=bash_only(tmp_path))
     assert status == 0
     assert ran[-2:] == ["apt-get update -qq", "apt-get install -y -qq --no-install-recommends prometheus"]
+
+
+def test_bootstrap_installs_chromium_when_missing(tmp_path: Path) -> None:
+    """Debian's chromium for the browser tests, without recommends, before prometheus (no PATH but bash's)."""
+    status, ran = bootstrap(tmp_path / "with-node", "--with-node", path=bash_only(tmp_path))
+    assert status == 0
+    assert ran[-4:-2] == ["apt-get update -qq", "apt-get install -y -qq --no-install-recommends chromium"]
 
 
 def test_bootstrap_refuses_unknown_options(tmp_path: Path) -> None:
