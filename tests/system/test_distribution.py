@@ -108,6 +108,14 @@ def test_the_sdist_holds_the_package_and_its_documents_only(dist: Path) -> None:
                    "PKG-INFO", "README.md", "pyproject.toml", "setup.cfg"}  # fmt: skip
 
 
+def test_the_changelog_keeps_a_changelog() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text()
+    releases = re.findall(r"^## \[([^\]]+)\]", text, re.MULTILINE)
+    assert releases[0] in {"Unreleased", VERSION}
+    assert set(re.findall(r"^### (.+)$", text, re.MULTILINE)) <= {"Added", "Changed", "Deprecated", "Removed",
+                                                                   "Fixed", "Security"}  # fmt: skip
+
+
 # ------------------------------------------------------------------ installed with no extras
 def test_bare_install_imports_and_protects_an_app(venv: Callable[[str], Path]) -> None:
     bin_dir = venv("")
