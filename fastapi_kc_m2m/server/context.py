@@ -30,6 +30,13 @@ class RequestContext(NamedTuple):
     client_certificate: bytes | None = None
     path: str | None = None
 
+    def __repr__(self) -> str:
+        """Where the credentials were presented, never the token or the proof themselves."""
+        return (
+            f"RequestContext(scheme={self.scheme!r}, method={self.method!r}, path={self.path!r},"
+            f" proof={self.proof is not None}, client_certificate={self.client_certificate is not None})"
+        )
+
 
 class Verification(NamedTuple):
     """The outcome of verifying one token: who called, the token's SHA-256, whether it is a lightweight
