@@ -2,7 +2,8 @@
 
 ``<!-- generated: settings -->`` becomes the table of ``KeycloakSettings`` fields and
 ``<!-- generated: cli -->`` the help of every ``kc-m2m`` command, from the argparse parser itself, and
-``<!-- generated: api -->`` one mkdocstrings entry per public name of ``fastapi_kc_m2m``.
+``<!-- generated: api -->`` one mkdocstrings entry per public name of ``fastapi_kc_m2m``, and
+``<!-- generated: benchmarks -->`` the README's "Benchmarks" section (the latest figures live there once).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticUndefined
@@ -22,6 +24,8 @@ from fastapi_kc_m2m.cli import _parser
 SETTINGS_MARKER = "<!-- generated: settings -->"
 CLI_MARKER = "<!-- generated: cli -->"
 API_MARKER = "<!-- generated: api -->"
+BENCHMARKS_MARKER = "<!-- generated: benchmarks -->"
+README = Path(__file__).resolve().parents[1] / "README.md"
 HELP_WIDTH = "100"
 
 
@@ -77,7 +81,18 @@ def api_reference() -> str:
     return "\n\n".join(f"::: fastapi_kc_m2m{where[name]}.{name}" for name in sorted(where) if name != "__version__")
 
 
-GENERATORS = {SETTINGS_MARKER: settings_table, CLI_MARKER: cli_reference, API_MARKER: api_reference}
+def readme_benchmarks() -> str:
+    """The body of the README's "Benchmarks" section, its links made relative to docs/."""
+    body = README.read_text(encoding="utf-8").split("\n## Benchmarks\n", 1)[1].split("\n## ", 1)[0]
+    return body.replace("](docs/", "](")
+
+
+GENERATORS = {
+    SETTINGS_MARKER: settings_table,
+    CLI_MARKER: cli_reference,
+    API_MARKER: api_reference,
+    BENCHMARKS_MARKER: readme_benchmarks,
+}
 
 
 def on_page_markdown(markdown: str, **_: Any) -> str:

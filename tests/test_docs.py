@@ -179,3 +179,9 @@ def test_a_broken_link_fails_the_strict_build(tmp_path: Path) -> None:
     broken = build_docs(tmp_path / "site", tmp_path / "mkdocs.yml")
     assert broken.returncode != 0
     assert "missing.md" in broken.stderr + broken.stdout
+
+
+def test_the_benchmarks_page_shows_the_readmes_latest_figures() -> None:
+    page = gen_reference.on_page_markdown((ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8"))
+    assert "| command | case | figure |" in page
+    assert "<!-- generated" not in page
