@@ -170,7 +170,8 @@ def test_the_cli_page_shows_every_command_and_option() -> None:
 
 
 def test_a_broken_link_fails_the_strict_build(tmp_path: Path) -> None:
-    shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    for name in ("mkdocs.yml", "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
     shutil.copytree(ROOT / "fastapi_kc_m2m", tmp_path / "fastapi_kc_m2m")
     assert build_docs(tmp_path / "site", tmp_path / "mkdocs.yml").returncode == 0
