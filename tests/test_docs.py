@@ -59,7 +59,7 @@ def page_id(page: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[dict[str, str]]:
+def world() -> Iterator[dict[str, Any]]:
     """The prelude: a served test issuer with client ``machine-a``, an API needing ``orders:read``, and
     the ``KC_M2M_*`` environment pointing at them."""
     with TestIssuer.serving(realm="demo", audience="machine-b", optional_scopes={"orders:read"}) as issuer:
@@ -69,7 +69,7 @@ def world() -> Iterator[dict[str, str]]:
             for name, value in env.items():
                 patch.setenv(name, value)
             yield {"SERVER_URL": issuer.base_url, "ISSUER": issuer.issuer, "SECRET": SECRET, "API": api,
-                   "token": issuer.token(scope="orders:read"), "issuer": issuer}  # type: ignore[dict-item]
+                   "token": issuer.token(scope="orders:read"), "issuer": issuer}
 
 
 def _api(env: dict[str, str]) -> FastAPI:
