@@ -1,4 +1,4 @@
-.PHONY: demo test lint bench
+.PHONY: demo test lint docs bench
 
 demo:
 	scripts/bootstrap
@@ -9,9 +9,13 @@ lint:
 	.venv/bin/mypy fastapi_kc_m2m example_service
 	.venv/bin/lint-imports
 
+docs:
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir site
+
 test:
 	scripts/bootstrap --with-node
 	$(MAKE) lint
+	$(MAKE) docs
 	.venv/bin/python -m pytest
 
 bench:

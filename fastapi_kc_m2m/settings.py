@@ -110,7 +110,10 @@ class KeycloakSettings(BaseSettings):
     # Inputs stay out of error messages: they may hold the client secret or private key.
     model_config = SettingsConfigDict(env_prefix="KC_M2M_", frozen=True, extra="forbid", hide_input_in_errors=True)
 
-    server_url: str | None = Field(default=None, description="Keycloak base URL, e.g. http://keycloak:8080")
+    server_url: str | None = Field(
+        default=None,
+        description="Keycloak base URL, e.g. http://keycloak:8080; with realm the issuer is <url>/realms/<realm>",
+    )
     realm: str | None = Field(default=None, description="Realm on server_url whose tokens are trusted")
     realms: _CommaList = Field(
         default=(), description="Instead of realm: realm names and glob patterns (tenant-*) on server_url"
@@ -125,13 +128,22 @@ class KeycloakSettings(BaseSettings):
     realm_lookups_per_minute: int = Field(
         default=60, ge=1, description="New pattern-matched realms looked up at Keycloak per minute, at most"
     )
-    issuers: _CommaList = Field(default=(), description="Further trusted issuers, comma-separated")
+    issuers: _CommaList = Field(
+        default=(),
+        description="Further trusted issuers, comma-separated (several realms or servers; each gets its own key set)",
+    )
     jwks_uris: _JsonMap = Field(default_factory=dict, description="JSON object issuer -> jwks_uri, skipping discovery")
-    audience: str = Field(description="This API's client id; tokens must carry it in aud")
+    audience: str = Field(
+        description="This API's client id; tokens must carry it in aud (account is refused as a setting)"
+    )
     allowed_clients: _CommaList = Field(default=(), description="Calling client ids (azp) allowed; empty: any")
-    algorithms: _CommaList = Field(default=("RS256",), description="Accepted JWS algorithms")
+    algorithms: _CommaList = Field(
+        default=("RS256",), description="Accepted JWS algorithms: RS/PS/ES 256/384/512, EdDSA (never HS* or none)"
+    )
     clock_skew: float = Field(default=60.0, ge=0, le=300, description="Seconds of leeway for exp, nbf and iat")
-    max_token_bytes: int = Field(default=16384, ge=1024, le=1 << 20, description="Longer tokens are refused")
+    max_token_bytes: int = Field(
+        default=16384, ge=1024, le=1 << 20, description="Longer tokens are refused before any decoding"
+    )
     jwks_ttl: float = Field(default=300.0, gt=0, description="Seconds a fetched key set counts as fresh")
     jwks_refresh_ahead: float = Field(default=30.0, ge=0, description="Refresh this long before the TTL ends")
     jwks_refetch_cooldown: float = Field(
@@ -140,7 +152,11 @@ class KeycloakSettings(BaseSettings):
     jwks_max_stale: float = Field(
         default=3600.0, gt=0, description="How long the last good key set serves in an outage"
     )
-    jwks_retry_interval: float = Field(default=5.0, gt=0, description="Seconds between fetch attempts after a failure")
+    jwks_retry_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between fetch attempts after a failure; the Retry-After of key-set and introspection 503s",
+    )
     http_connect_timeout: float = Field(default=2.0, gt=0, description="Connect timeout towards Keycloak")
     http_timeout: float = Field(default=5.0, gt=0, description="Total time one request to Keycloak may take")
     http_max_body: int = Field(default=65536, ge=1024, description="Largest response body accepted from Keycloak")
@@ -153,14 +169,20 @@ class KeycloakSettings(BaseSettings):
         default=None, description="This API's own Keycloak client for introspection; default: audience"
     )
     client_secret: SecretStr | None = Field(
-        default=None, description="Its secret (client_secret_basic, client_secret_post)"
+        default=None,
+        description="Its secret (client_secret_basic, client_secret_post); never shown in repr, logs or errors",
     )
-    client_auth_method: ClientAuthMethod = Field(default="client_secret_basic", description="How it authenticates")
+    client_auth_method: ClientAuthMethod = Field(
+        default="client_secret_basic",
+        description="How it authenticates: client_secret_basic, client_secret_post or private_key_jwt",
+    )
     client_private_key: SecretStr | None = Field(
         default=None, description="For private_key_jwt: path to a PEM private key file, or a private JWK as JSON"
     )
     client_key_id: str | None = Field(default=None, description="kid of the client assertion; default: the JWK's kid")
-    client_assertion_alg: str = Field(default="RS256", description="Signing algorithm of the client assertion")
+    client_assertion_alg: str = Field(
+        default="RS256", description="Signing algorithm of the client assertion: RS/PS/ES 256/384/512"
+    )
     introspection_endpoints: _JsonMap = Field(
         default_factory=dict, description="JSON object issuer -> introspection endpoint, skipping discovery"
     )
@@ -191,7 +213,8 @@ class KeycloakSettings(BaseSettings):
         description="DPoP-bound tokens (RFC 9449): off (refused), allowed (beside Bearer), or required (only them)",
     )
     dpop_algorithms: _CommaList = Field(
-        default=tuple(sorted(SUPPORTED_ALGORITHMS)), description="Accepted DPoP proof algorithms, comma-separated"
+        default=tuple(sorted(SUPPORTED_ALGORITHMS)),
+        description="Accepted DPoP proof algorithms, comma-separated: RS/PS/ES 256/384/512, EdDSA; default: all",
     )
     dpop_max_age: float = Field(
         default=60.0, gt=0, le=300, description="Seconds a proof's iat may lie in the past (clock skew and latency)"
@@ -205,7 +228,8 @@ class KeycloakSettings(BaseSettings):
     )
     dpop_nonce: bool = Field(default=False, description="Demand server nonces in DPoP proofs (RFC 9449 §9)")
     dpop_nonce_secret: SecretStr | None = Field(
-        default=None, description="Key of the nonce MAC, the same on every replica; needed with KC_M2M_DPOP_NONCE"
+        default=None,
+        description="Nonce MAC key, at least 32 characters, the same on every replica; needed with KC_M2M_DPOP_NONCE",
     )
     dpop_nonce_lifetime: float = Field(
         default=60.0, ge=5, le=3600, description="Seconds a nonce's time slot lasts; the current and previous count"
@@ -239,7 +263,8 @@ class KeycloakSettings(BaseSettings):
         default="off", description="Resource-server metrics: off, or prometheus (the prometheus extra)"
     )
     ca_file: str | None = Field(
-        default=None, description="PEM file of the CA certificates Keycloak's HTTPS certificate must chain to"
+        default=None,
+        description="PEM file of the CA certificates Keycloak's HTTPS certificate must chain to; default: system store",
     )
 
     if not TYPE_CHECKING:  # type checkers keep the generated keyword signature

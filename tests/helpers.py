@@ -10,6 +10,7 @@ import atexit
 import base64
 import contextlib
 import functools
+import http.server
 import io
 import json
 import os
@@ -19,7 +20,9 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -605,3 +608,34 @@ def _screenshot(page: Page, directory: Path) -> str:
     except PlaywrightError as error:
         return f"no screenshot of the page: {error.message}"
     return f"screenshot of the page: {shot}"
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build_docs(site: Path, config: Path = REPO / "mkdocs.yml") -> subprocess.CompletedProcess[str]:
+    """``mkdocs build --strict`` of ``config`` into ``site`` (never ``-q``: it hides the warnings strict counts)."""
+    command = [str(Path(sys.executable).parent / "mkdocs"), "build", "--strict", "-f", str(config), "-d", str(site)]
+    return subprocess.run(  # noqa: S603 - our own venv's mkdocs
+        command, cwd=config.parent, capture_output=True, text=True, timeout=120,
+        env=os.environ | {"NO_MKDOCS_2_WARNING": "1"}, check=False,
+    )
+
+
+@contextlib.contextmanager
+def serving_directory(directory: Path) -> Iterator[str]:
+    """Serve ``directory``'s files on a free loopback port (http.server in a thread); yield the base URL."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """Requests are not logged."""
+
+    handler = functools.partial(Quiet, directory=str(directory))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            thread.join()
