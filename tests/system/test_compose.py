@@ -111,8 +111,8 @@ def test_every_call_between_services_is_https(compose: dict[str, Any]) -> None:
         env = service.get("environment", {})
         assert "KC_M2M_ALLOW_HTTP" not in env, name
         assert not [value for value in env.values() if "http://" in str(value)], name
-    for name in ("orders", "machine-a"):
-        assert compose["services"][name]["environment"]["SSL_CERT_FILE"] == CA_FILE
+    assert compose["services"]["orders"]["environment"]["KC_M2M_CA_FILE"] == CA_FILE  # the setting made for it
+    assert compose["services"]["machine-a"]["environment"]["SSL_CERT_FILE"] == CA_FILE
     assert compose["services"]["keycloak-scope"]["environment"]["CA_FILE"] == CA_FILE
 
 
