@@ -117,24 +117,25 @@ class InteropIssuer:
         self.process.wait()
 
 
+def own_app(settings: dict[str, str] | None = None) -> Variant:
+    """:func:`create_app` in this interpreter: unprotected, or behind the middleware with ``settings``
+    (``KC_M2M_*`` variables)."""
+    env = {"BENCH_PROTECTED": "0"} if settings is None else settings | {"BENCH_PROTECTED": "1"}
+    return Variant(Path(sys.executable), "e2e:create_app", env)
+
+
 def variants(issuer: InteropIssuer) -> dict[str, Variant]:
     """The apps measured side by side, ours and the peers'."""
     ours = {"KC_M2M_SERVER_URL": issuer.server_url, "KC_M2M_REALM": REALM, "KC_M2M_AUDIENCE": AUDIENCE}
     peer = {"BENCH_SERVER_URL": issuer.server_url, "BENCH_REALM": REALM, "BENCH_AUDIENCE": AUDIENCE}
     secret = {"KC_M2M_CLIENT_SECRET": f"{AUDIENCE}-secret"}  # introspecting as the API's own client
-    python, peers = Path(sys.executable), peers_python()
+    peers = peers_python()
     return {
-        "unprotected": Variant(python, "e2e:create_app", {"BENCH_PROTECTED": "0"}),
-        f"{OURS}, cached": Variant(python, "e2e:create_app", ours | {"BENCH_PROTECTED": "1"}),
-        f"{OURS}, full": Variant(
-            python, "e2e:create_app", ours | {"BENCH_PROTECTED": "1", "KC_M2M_TOKEN_CACHE_SIZE": "0"}
-        ),
-        f"{OURS}, metrics": Variant(
-            python, "e2e:create_app", ours | {"BENCH_PROTECTED": "1", "KC_M2M_METRICS": "prometheus"}
-        ),
-        f"{OURS}, introspected": Variant(
-            python, "e2e:create_app", ours | {"BENCH_PROTECTED": "1", "KC_M2M_INTROSPECTION": "always"} | secret
-        ),
+        "unprotected": own_app(),
+        f"{OURS}, cached": own_app(ours),
+        f"{OURS}, full": own_app(ours | {"KC_M2M_TOKEN_CACHE_SIZE": "0"}),
+        f"{OURS}, metrics": own_app(ours | {"KC_M2M_METRICS": "prometheus"}),
+        f"{OURS}, introspected": own_app(ours | {"KC_M2M_INTROSPECTION": "always"} | secret),
         FKM: Variant(peers, "peers:create_app", peer | {"BENCH_PEER": "fastapi-keycloak-middleware"}),
         PYJWT: Variant(peers, "peers:create_app", peer | {"BENCH_PEER": "pyjwt"}),
     }
