@@ -71,12 +71,13 @@ async def in_process() -> None:
 
 
 def end_to_end(options: argparse.Namespace) -> None:
-    from e2e import keep_alive_load, start_server  # noqa: PLC0415 - the sibling benchmark's app and load
+    from e2e import keep_alive_load, own_app, start_server  # noqa: PLC0415 - the sibling benchmark's app and load
 
     key = generate_key("ES256")
     with TestIssuer.serving() as issuer:
         token = issuer.token(lifetime=3600, cnf={"jkt": thumbprint(key)}, typ="DPoP")
-        servers = {protected: start_server(protected, issuer) for protected in (False, True)}
+        settings = {"KC_M2M_ISSUERS": issuer.issuer, "KC_M2M_AUDIENCE": issuer.audience}
+        servers = {False: start_server(own_app(), 1), True: start_server(own_app(settings), 1)}
         rates: dict[bool, list[float]] = {False: [], True: []}
         budget = int(options.seconds * 6000)  # more requests than any round can send
         try:
