@@ -100,21 +100,22 @@ def counted(registry: CollectorRegistry, name: str, *labels: str) -> Counter[tup
     return totals
 
 
+#: The summary's lines: a counter, the two labels it is summed by, and how a line reads.
+_SUMMARY = (
+    ("kc_m2m_verifications_total", ("outcome", "reason"), "  {0} ({1}): {count}"),
+    ("kc_m2m_route_refusals_total", ("outcome", "reason"), "  {0} by the route ({1}): {count}"),
+    ("kc_m2m_client_token_requests_total", ("client_id", "result"), "  Machine A token requests, {0} ({1}): {count}"),
+    ("kc_m2m_client_token_renewals_total", ("client_id", "reason"), "  Machine A renewals, {0} ({1}): {count}"),
+)
+
+
 def print_summary(registry: CollectorRegistry) -> None:
-    """Machine B's verifications by outcome and reason, and Machine A's token requests by client and result."""
+    """Machine B's verifications and route refusals by outcome and reason, and Machine A's token requests
+    and renewals by client."""
     print("\ncounters:")
-    verifications = counted(registry, "kc_m2m_verifications_total", "outcome", "reason")
-    for (outcome, reason), count in sorted(verifications.items()):
-        print(f"  {outcome} ({reason}): {count}")
-    by_route = counted(registry, "kc_m2m_route_refusals_total", "outcome", "reason")
-    for (outcome, reason), count in sorted(by_route.items()):
-        print(f"  {outcome} by the route ({reason}): {count}")
-    requests = counted(registry, "kc_m2m_client_token_requests_total", "client_id", "result")
-    for (client, result), count in sorted(requests.items()):
-        print(f"  Machine A token requests, {client} ({result}): {count}")
-    renewals = counted(registry, "kc_m2m_client_token_renewals_total", "client_id", "reason")
-    for (client, reason), count in sorted(renewals.items()):
-        print(f"  Machine A renewals, {client} ({reason}): {count}")
+    for name, labels, line in _SUMMARY:
+        for values, count in sorted(counted(registry, name, *labels).items()):
+            print(line.format(*values, count=count))
 
 
 def main() -> None:
