@@ -14,6 +14,7 @@ import functools
 import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -108,7 +109,7 @@ class TokenVerifier:
         self._lightweight = self.settings.lightweight_tokens
         self._may_introspect = self._introspect_all or self._lightweight
         self._algorithms = frozenset(self.settings.algorithms)
-        self._headers: dict[bytes, tuple[str, str | None]] = {}
+        self._headers: OrderedDict[bytes, tuple[str, str | None]] = OrderedDict()
         self._connect()
 
     def _default_observer(self, registry: CollectorRegistry | None) -> Observer:
