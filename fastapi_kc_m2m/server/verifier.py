@@ -405,7 +405,7 @@ class TokenVerifier:
             error.client_id = calling_client(claims)
             raise
         x5t = confirmation(claims)[1]
-        principal = ServicePrincipal.from_claims(claims, realm=self.settings.realm_of(issuer))
+        principal = ServicePrincipal.from_claims(claims, realm=key_set.realm)
         return Verification(principal, digest, lightweight, kid=kid, jkt=jkt, x5t=x5t)
 
     def _forget_keys(self, issuer: str, kids: frozenset[str | None]) -> None:
