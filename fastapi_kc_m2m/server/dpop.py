@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 
 from cachetools import LRUCache
@@ -64,7 +65,7 @@ class ProofChecker:
         # Empty when nonces are off; settings demand a secret of at least 32 characters with them on.
         self._nonce_key = secret.get_secret_value().encode() if settings.dpop_nonce and secret is not None else b""
         self._nonce_lifetime = settings.dpop_nonce_lifetime
-        self._nonces: dict[int, str] = {}
+        self._nonces: OrderedDict[int, str] = OrderedDict()
 
     def bound_key(self, context: RequestContext, jkt: str | None) -> str | None:
         """The scheme rules (§7.2, no downgrade either way) for a token bound to ``jkt`` (or not): the key

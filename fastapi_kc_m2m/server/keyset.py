@@ -49,6 +49,8 @@ class KeySet:
         on_retired: Callable[[frozenset[str | None]], None] | None = None,
     ) -> None:
         self.issuer = metadata.issuer
+        #: The realm name of :attr:`issuer` (:meth:`~.settings.KeycloakSettings.realm_of`), worked out once.
+        self.realm = settings.realm_of(self.issuer)
         self._on_retired = on_retired
         self._metadata = metadata
         self._client = client

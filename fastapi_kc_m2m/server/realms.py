@@ -45,7 +45,7 @@ class KeySets:
         self._clock = clock
         self.fixed = {issuer: make(issuer) for issuer in settings.trusted_issuers}
         self._held: OrderedDict[str, KeySet] = OrderedDict()
-        self._missing: dict[str, float] = {}  # issuer -> until when it is refused without asking
+        self._missing: OrderedDict[str, float] = OrderedDict()  # issuer -> until when it is refused without asking
         self._window_ends = -math.inf
         self._lookups = 0
         self.metadata: Mapping[str, ProviderMetadata] = _Metadata(self)

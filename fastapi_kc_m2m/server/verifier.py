@@ -14,6 +14,7 @@ import functools
 import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -108,7 +109,7 @@ class TokenVerifier:
         self._lightweight = self.settings.lightweight_tokens
         self._may_introspect = self._introspect_all or self._lightweight
         self._algorithms = frozenset(self.settings.algorithms)
-        self._headers: dict[bytes, tuple[str, str | None]] = {}
+        self._headers: OrderedDict[bytes, tuple[str, str | None]] = OrderedDict()
         self._connect()
 
     def _default_observer(self, registry: CollectorRegistry | None) -> Observer:
@@ -404,7 +405,7 @@ class TokenVerifier:
             error.client_id = calling_client(claims)
             raise
         x5t = confirmation(claims)[1]
-        principal = ServicePrincipal.from_claims(claims, realm=self.settings.realm_of(issuer))
+        principal = ServicePrincipal.from_claims(claims, realm=key_set.realm)
         return Verification(principal, digest, lightweight, kid=kid, jkt=jkt, x5t=x5t)
 
     def _forget_keys(self, issuer: str, kids: frozenset[str | None]) -> None:

@@ -21,7 +21,7 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import RSAKey
 from joserfc.jws import JWSRegistry
 
-from fastapi_kc_m2m import InvalidToken, KeycloakAuth
+from fastapi_kc_m2m import InvalidToken, KeycloakAuth, KeycloakSettings
 from fastapi_kc_m2m.cli import self_signed_certificate
 from fastapi_kc_m2m.server import verifier
 from fastapi_kc_m2m.testing import OMIT, FrozenClock, SigningKey, TestIssuer, b64url, generate_key
@@ -800,3 +800,14 @@ async def test_lone_surrogate_in_a_claim_is_refused(issuer: TestIssuer, auth: Ke
     """Echoed back, ``"\\ud800"`` would make the JSON response fail (a 500): RFC 8259 §8.2."""
     payload = json.dumps(issuer.claims()).encode()[:-1] + rb', "name": "\ud800"}'
     await refused(auth, issuer.sign(payload))
+
+
+async def test_the_principal_realm_is_worked_out_once_per_issuer(
+    issuer: TestIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key set knows its realm: a new token costs no parsing of its issuer URL."""
+    async with issuer.auth(server_url="http://keycloak.test", realm="test") as auth:
+        calls: list[str] = []
+        monkeypatch.setattr(KeycloakSettings, "realm_of", lambda _, issuer: calls.append(issuer))
+        principal = await auth.verify(issuer.token())
+    assert (principal.realm, calls) == ("test", [])
