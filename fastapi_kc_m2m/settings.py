@@ -32,8 +32,9 @@ _PREFIX = "KC_M2M_"
 _CA_FILE = "KC_M2M_CA_FILE"
 _REALM_URL = re.compile(r"/realms/[^/]+$")
 #: A realm name as an issuer may carry it, and a ``KC_M2M_REALMS`` glob pattern (``*`` and ``?`` only):
-#: ASCII letters, digits, ``.``, ``_``, ``-``; never ``/``, ``%``, ``..`` or a Unicode look-alike.
-_REALM_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9._-]{1,255}")
+#: ASCII letters, digits, ``.``, ``_``, ``-``; never ``/``, ``%``, ``..``, a lone ``.`` (a dot segment a URL
+#: client would remove) or a Unicode look-alike.
+_REALM_NAME = re.compile(r"(?!.*\.\.)(?!\.$)[A-Za-z0-9._-]{1,255}")
 _REALM_PATTERN = re.compile(r"(?!.*\.\.)[A-Za-z0-9._*?-]{1,255}")
 
 #: When tokens are introspected (RFC 7662): never, for every request, or on routes that ask for it.

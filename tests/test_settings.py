@@ -395,6 +395,7 @@ def test_an_exact_name_in_audiences_wins_over_an_earlier_pattern() -> None:
         ("http://kc:8080/realms/tenant-a/", None),
         ("http://kc:8080/realms/tenant%2Fa", None),
         ("http://kc:8080/realms/tenant..a", None),
+        ("http://kc:8080/realms/.", None),  # a dot segment: /realms/./.well-known would ask /realms/.well-known
         ("http://kc:8080/realms/t\u0435nant", None),  # Cyrillic e
         ("http://kc:8080/realms/", None),
         ("https://kc:8080/realms/tenant-a", None),
