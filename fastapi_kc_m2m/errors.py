@@ -66,6 +66,7 @@ REASON_CODES: Mapping[str, str] = MappingProxyType({
     "unknown realm": "unknown_realm",
     "too many new realms": "realm_lookups_exhausted",
     "token exchange is off": "exchange_off",
+    "the token exchange was refused": "exchange_refused",
     "token exchange is unavailable": "exchange_unavailable",
     "a sender-constrained token cannot be exchanged": "exchange_bound_token",
     "DPoP replay check unavailable": "dpop_replay_unavailable",
@@ -122,6 +123,9 @@ class AuthError(Exception):
     method: str | None = None
     #: Whether an observer was told of it (``TokenVerifier.report_refusal``), so it counts once.
     reported: bool = False
+    #: Whether a route refused it after its token was accepted (a scope, a role, an active token, a
+    #: downstream exchange), for ``Observer.route_refused``.
+    route: bool = False
 
     def __init__(self, description: str | None = None) -> None:
         self.description = description or self.default_description
@@ -163,6 +167,7 @@ class InsufficientScope(AuthError):
     status_code = 403
     error = "insufficient_scope"
     default_description = "the access token lacks the required scope"
+    route = True
 
     def __init__(self, scope: str = "", description: str | None = None) -> None:
         self.scope = scope
@@ -212,6 +217,7 @@ class TokenExchangeError(AuthError):
     status_code = 502
     error = None
     default_description = "the token exchange was refused"
+    route = True
 
     def __init__(self, oauth_error: str | None = None, description: str | None = None) -> None:
         self.oauth_error = oauth_error

@@ -30,7 +30,7 @@ import httpx
 from .._idp.discovery import ProviderMetadata
 from .._idp.http import FetchError, json_answer, read_answer
 from .._idp.singleflight import KeyedSingleFlight
-from ..errors import IdentityProviderUnavailable, TokenExchangeError
+from ..errors import AuthError, IdentityProviderUnavailable, TokenExchangeError
 from ..settings import KeycloakSettings
 from .cache import TokenCache
 from .context import RequestContext, Verification
@@ -176,8 +176,12 @@ class ExchangedTokenAuth(httpx.Auth):
         return f"ExchangedTokenAuth(audience={self.audience!r}, scope={self.scope!r})"
 
     async def token(self) -> ExchangedToken:
-        """The exchanged token for the next request."""
-        return await self._exchanger.exchange(self._token, self._verification, self.audience, self.scope)
+        """The exchanged token for the next request; a failure is the route's, after the caller was accepted."""
+        try:
+            return await self._exchanger.exchange(self._token, self._verification, self.audience, self.scope)
+        except AuthError as error:
+            error.route = True
+            raise
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         request.headers["Authorization"] = f"Bearer {(await self.token()).value}"

@@ -9,9 +9,9 @@ family                                     labels                              w
 ``kc_m2m_verifications_total``             ``outcome``, ``reason``,            requests, once each: ``accepted``
                                            ``client_id``                       (``ok``: every check passed), ``refused``
                                                                                (400/401), ``unavailable`` (503)
-``kc_m2m_route_refusals_total``            ``outcome``, ``reason``             accepted tokens then refused by a route's
-                                                                               scope, role (403) or active-token (401,
-                                                                               503) requirement
+``kc_m2m_route_refusals_total``            ``outcome``, ``reason``             accepted tokens refused by their route's
+                                                                               scope, role (403), active token (401/503)
+                                                                               or exchange (502/503) requirement
 ``kc_m2m_verification_seconds``            ``cache`` (``hit``/``miss``)        time in the verifier per request
 ``kc_m2m_token_remaining_seconds``         ``client_id``                       ``exp - now`` of a newly verified token
 ``kc_m2m_token_lifetime_seconds``          ``client_id``                       ``exp - iat`` of a newly verified token

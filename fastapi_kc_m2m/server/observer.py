@@ -50,8 +50,9 @@ class Observer:
 
     def route_refused(self, error: AuthError) -> None:
         """A request whose token was accepted (:meth:`token_accepted`) was then refused, once, by its
-        route's requirement: a scope or role (403), or an active token by introspection
-        (``require_active_token()``); ``error`` as in :meth:`token_refused`."""
+        route's requirement: a scope or role (403), an active token by introspection
+        (``require_active_token()``), or a downstream token by exchange (``downstream()``: 502, 503);
+        ``error`` as in :meth:`token_refused`."""
 
     def verification_timed(self, seconds: float, cached: bool) -> None:
         """One request's verification took ``seconds``, accepted or not; ``cached``: the token was in

@@ -34,7 +34,7 @@ from .._jose.claims import (
 )
 from .._jose.jws import decode_segment, signature_is_valid, split_compact
 from .._jose.strictjson import loads_object
-from ..errors import AuthError, IdentityProviderUnavailable, InsufficientScope, InvalidToken
+from ..errors import AuthError, IdentityProviderUnavailable, InvalidToken
 from ..principal import ServicePrincipal
 from ..settings import KeycloakSettings
 from .cache import TokenCache, bounded_put
@@ -232,7 +232,9 @@ class TokenVerifier:
         with token exchange off a set-up mistake, refused with 503 and reported, like introspection."""
         if self._exchanger is None:
             self._observer.misconfigured("a downstream call needs KC_M2M_TOKEN_EXCHANGE=true; refusing with 503")
-            raise IdentityProviderUnavailable(math.ceil(self.settings.jwks_retry_interval), "token exchange is off")
+            error = IdentityProviderUnavailable(math.ceil(self.settings.jwks_retry_interval), "token exchange is off")
+            error.route = True
+            raise error
         return ExchangedTokenAuth(self._exchanger, context, verification, audience, scope)
 
     def key_set(self, issuer: str) -> KeySet:
@@ -322,19 +324,18 @@ class TokenVerifier:
             self._observer.verification_timed(time.perf_counter() - started, cached)
         return verification
 
-    def _refused(self, error: AuthError, context: RequestContext, *, route: bool = False) -> None:
-        self.report_refusal(error, context.path, context.method, route=route)
+    def _refused(self, error: AuthError, context: RequestContext) -> None:
+        self.report_refusal(error, context.path, context.method)
 
-    def report_refusal(self, error: AuthError, path: str | None, method: str | None, *, route: bool = False) -> None:
+    def report_refusal(self, error: AuthError, path: str | None, method: str | None) -> None:
         """Tell the observer of ``error`` with the request's path and method (for refusal events), once:
-        the ASGI layer reports its own refusals (RFC 6750 §3.1) and the verifier's again as no-ops. A
-        missing scope or role (RFC 6750 §3.1 ``insufficient_scope``), or ``route``, is a route's refusal
-        of an accepted token."""
+        the ASGI layer reports its own refusals (RFC 6750 §3.1) and the verifier's again as no-ops; a
+        route's refusal of an accepted token (``error.route``) is told apart."""
         if error.reported:
             return
         error.reported = True
         error.path, error.method = path, method
-        if route or isinstance(error, InsufficientScope):
+        if error.route:
             self._observer.route_refused(error)
         else:
             self._observer.token_refused(error)
@@ -345,7 +346,8 @@ class TokenVerifier:
         try:
             return await self._introspected(context.token, verification, requested=True)
         except AuthError as error:
-            self._refused(error, context, route=True)
+            error.route = True  # the route's require_active_token(), after the token was accepted
+            self._refused(error, context)
             raise
 
     async def _introspected(self, token: str, verification: Verification, requested: bool) -> Verification:

@@ -8,9 +8,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
+from prometheus_client import CollectorRegistry
 
 from fastapi_kc_m2m import ClientCredentialsAuth, ExchangedTokenAuth, KeycloakAuth, Principal, downstream
 from fastapi_kc_m2m._jose.dpop import access_token_hash, make_proof
+from fastapi_kc_m2m.server.metrics import MetricsObserver
 from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, generate_key
 from fastapi_kc_m2m.testing.issuer import parse
 from tests.helpers import API_URL, INTROSPECTION_SECRET, bearer
@@ -135,3 +137,24 @@ async def test_a_to_b_to_c_over_loopback(served_issuer: TestIssuer, serve: Any) 
                 await a_auth.aclose()
     assert seen == {"sub": parse(a_token).payload["sub"], "azp": "machine-b", "aud": ["machine-c"]}
     assert issuer.requests["exchange"] == 1
+
+
+@pytest.mark.parametrize(("audience", "fail", "outcome", "reason"), [
+    ("machine-z", False, "refused", "exchange_refused"),  # Keycloak refused the exchange: 502
+    ("machine-c", True, "unavailable", "exchange_unavailable"),
+])  # fmt: skip
+async def test_a_failed_exchange_is_the_routes_refusal_of_an_accepted_token(
+    issuer: TestIssuer, lifespan_client: Any, audience: str, fail: bool, outcome: str, reason: str
+) -> None:
+    """Counted once: the caller's token accepted, then its route refused (not a second verification)."""
+    registry = CollectorRegistry()
+    settings = issuer.settings(token_exchange=True, client_secret=SECRET)
+    rs = issuer.auth(token_exchange=True, client_secret=SECRET, observer=MetricsObserver(settings, registry=registry))
+    if fail:
+        issuer.fail("token", "status")
+    async with lifespan_client(machine_b(audience), rs.lifespan) as client:
+        assert (await client.get("/call", headers=bearer(issuer.token()))).status_code in (502, 503)
+    sample = registry.get_sample_value
+    assert sample("kc_m2m_verifications_total", {"outcome": "accepted", "reason": "ok", "client_id": ""}) == 1
+    assert sample("kc_m2m_route_refusals_total", {"outcome": outcome, "reason": reason}) == 1
+    assert sample("kc_m2m_verifications_total", {"outcome": outcome, "reason": reason, "client_id": ""}) is None
