@@ -64,6 +64,7 @@ from .._idp.client_auth import (
 )
 from .._idp.discovery import discovery_url, endpoint_of, mtls_endpoint_of
 from .._idp.http import FetchError, HttpLimits, Unreachable, json_answer, read_answer, read_answer_sync
+from .._idp.oauth import error_code, renew_at
 from .._idp.urls import check_http_url
 from .._jose.algorithms import EC_CURVES
 from .._jose.dpop import ProofKey
@@ -87,8 +88,6 @@ logger = logging.getLogger("fastapi_kc_m2m")
 #: Where ``expires_in`` is missing (RFC 6749 §5.1 only recommends it), the token is reused this long.
 DEFAULT_LIFETIME = 60.0
 #: Refresh this long before expiry at most; short-lived tokens refresh at 90 % of their life.
-REFRESH_MARGIN = 30.0
-_REFRESH_FRACTION = 0.1
 #: A token fetched because the API answered 401 is not refreshed for another 401 until this old (seconds).
 RETRY_401_AFTER = 5.0
 #: Default cap on the bytes of a discovery document or token response.
@@ -98,8 +97,6 @@ _DEFAULT_ALGORITHMS = ("RS256", *EC_CURVES)
 _CERTIFICATE_METHODS = ("tls_client_auth", "self_signed_tls_client_auth")
 # RFC 6750 §2.1 b64token: what may follow "Bearer " in a header.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-# RFC 6749 §5.2: error codes are %x20-21 / %x23-5B / %x5D-7E; longer ones are not worth repeating.
-_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
 
 _DESCRIPTIONS = {
     "invalid_client": "the client's credentials were refused (client id, secret, key or authenticator)",
@@ -136,8 +133,8 @@ class ClientCredentialsError(Exception):
     ) -> ClientCredentialsError:
         """The error of a non-200 token response (RFC 6749 §5.2); a code outside its syntax is not repeated.
         ``where`` tells the step, its URL and its duration."""
-        code = body.get("error") if body is not None else None
-        if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
+        code = error_code(body)
+        if code is not None:
             return cls(code, status_code=response.status_code, detail=where)
         return cls("invalid_response", status_code=response.status_code, detail=f"{where}: no OAuth error code")
 
@@ -591,7 +588,7 @@ def _access_token(response: httpx.Response, started: float, where: str, *, dpop:
     return AccessToken(
         value=value,
         expires_at=started + lifetime,
-        refresh_at=started + lifetime - min(REFRESH_MARGIN, _REFRESH_FRACTION * lifetime),
+        refresh_at=renew_at(started + lifetime, lifetime),
         scope=scope if isinstance(scope, str) else None,
         response=body,
     )

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 
@@ -29,6 +28,7 @@ import httpx
 
 from .._idp.discovery import ProviderMetadata
 from .._idp.http import FetchError, json_answer, read_answer
+from .._idp.oauth import error_code, renew_at
 from .._idp.singleflight import KeyedSingleFlight
 from ..errors import AuthError, IdentityProviderUnavailable, TokenExchangeError
 from ..settings import KeycloakSettings
@@ -44,11 +44,6 @@ ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 _BOUND = "a sender-constrained token cannot be exchanged"
 _UNAVAILABLE = "token exchange is unavailable"
-#: Kept until this long before expiry at most; short-lived tokens until 90 % of their life.
-_MARGIN = 30.0
-_MARGIN_FRACTION = 0.1
-#: RFC 6749 §5.2 ``error``: %x20-21 / %x23-5B / %x5D-7E; a code outside it is not repeated.
-_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
 
 
 class _Unusable(Exception):
@@ -71,8 +66,8 @@ def _exchanged_token(response: httpx.Response, now: float) -> ExchangedToken:
         body = json_answer(response.content)
     except FetchError:
         raise _Unusable from None
-    code = body.get("error")
-    if 400 <= response.status_code < 500 and isinstance(code, str) and _ERROR_CODE.fullmatch(code):
+    code = error_code(body)
+    if 400 <= response.status_code < 500 and code is not None:
         raise TokenExchangeError(code)
     value, lifetime, scope = body.get("access_token"), body.get("expires_in"), body.get("scope")
     if response.status_code != 200 or not isinstance(value, str) or not value:
@@ -134,7 +129,7 @@ class TokenExchanger:
         except (FetchError, _Unusable):
             raise IdentityProviderUnavailable(self._retry_after, _UNAVAILABLE) from None
         lifetime = exchanged.expires_at - started
-        self._cache.put(key, exchanged, exchanged.expires_at - min(_MARGIN, _MARGIN_FRACTION * lifetime))
+        self._cache.put(key, exchanged, renew_at(exchanged.expires_at, lifetime))  # kept until renewal is due
         return exchanged
 
     async def _request(self, token: str, issuer: str, audience: str, scope: str | None) -> httpx.Request:
