@@ -21,9 +21,12 @@ test:
 bench:
 	scripts/bootstrap --with-node
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || true
+	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind) || true
 	.venv/bin/python benchmarks/verify.py
 	.venv/bin/python benchmarks/e2e.py
+	.venv/bin/python benchmarks/serve_profile.py $$(command -v valgrind >/dev/null && echo --callgrind)
 	.venv/bin/python benchmarks/introspection.py
 	.venv/bin/python benchmarks/memory.py
 	.venv/bin/python benchmarks/dpop.py
 	.venv/bin/python benchmarks/redis_store.py
+	.venv/bin/python benchmarks/metrics.py

@@ -617,8 +617,13 @@ def build_docs(site: Path, config: Path = REPO / "mkdocs.yml") -> subprocess.Com
     """``mkdocs build --strict`` of ``config`` into ``site`` (never ``-q``: it hides the warnings strict counts)."""
     command = [str(Path(sys.executable).parent / "mkdocs"), "build", "--strict", "-f", str(config), "-d", str(site)]
     return subprocess.run(  # noqa: S603 - our own venv's mkdocs
-        command, cwd=config.parent, capture_output=True, text=True, timeout=120,
-        env=os.environ | {"NO_MKDOCS_2_WARNING": "1"}, check=False,
+        command,
+        cwd=config.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"NO_MKDOCS_2_WARNING": "1"},
+        check=False,
     )
 
 

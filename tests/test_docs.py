@@ -68,8 +68,14 @@ def world() -> Iterator[dict[str, Any]]:
         with pytest.MonkeyPatch.context() as patch, serve_app(_api(env), lifespan="on") as api:
             for name, value in env.items():
                 patch.setenv(name, value)
-            yield {"SERVER_URL": issuer.base_url, "ISSUER": issuer.issuer, "SECRET": SECRET, "API": api,
-                   "token": issuer.token(scope="orders:read"), "issuer": issuer}
+            yield {
+                "SERVER_URL": issuer.base_url,
+                "ISSUER": issuer.issuer,
+                "SECRET": SECRET,
+                "API": api,
+                "token": issuer.token(scope="orders:read"),
+                "issuer": issuer,
+            }
 
 
 def _api(env: dict[str, str]) -> FastAPI:
@@ -97,8 +103,9 @@ async def run_page(page: Path, names: dict[str, Any], directory: Path) -> dict[s
             env = os.environ | {k: v for k, v in names.items() if isinstance(v, str)}
             env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
             with anyio.fail_after(60):
-                done = await anyio.run_process(["/bin/bash", "-euo", "pipefail", "-c", block.code], cwd=directory,
-                                               env=env, check=False)
+                done = await anyio.run_process(
+                    ["/bin/bash", "-euo", "pipefail", "-c", block.code], cwd=directory, env=env, check=False
+                )
             assert done.returncode == 0, f"{page_id(page)}: {block.code}\n{done.stderr.decode()}"
     return namespace
 
@@ -141,7 +148,10 @@ async def test_the_quickstart_serves_as_promised(world: dict[str, Any], tmp_path
                 return (await client.request(method, "/orders", headers=headers)).status_code
 
             assert (await status("GET", reader), await status("GET", issuer.token()), await status("GET")) == (
-                200, 403, 401)
+                200,
+                403,
+                401,
+            )
             assert (await client.get("/orders", headers=bearer(reader))).json() == {"client": "machine-a"}
             assert (await status("POST", writer), await status("POST", reader)) == (200, 403)
             assert (await client.get("/openapi.json")).status_code == 200  # excluded, as the quickstart says

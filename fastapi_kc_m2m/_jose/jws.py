@@ -24,7 +24,9 @@ from .strictjson import loads_object
 __all__ = ["CompactJWS", "b64url", "b64url_decode", "decode_segment", "parse", "signature_is_valid", "split_compact"]
 
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+# base64url to base64 (RFC 4648 §5 to §4); "+", "/" and "=" become "*", outside both alphabets, so the
+# strict decoder refuses them with everything else that is not base64url (white space, non-ASCII, dots).
+_TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/***")
 # For a segment of length 4k+2 (4k+3) the last character carries 4 (2) unused bits, which must be 0.
 _UNUSED_BITS_MASK = {0: 0, 2: 0x0F, 3: 0x03}
 #: RFC 7518 §3.3: RSASSA-PKCS1-v1_5 with SHA-2; stateless objects, shared by every verification.
@@ -42,31 +44,29 @@ def b64url(data: bytes) -> str:
 
 
 def decode_segment(segment: bytes) -> bytes:
-    """Decode a canonical base64url segment already known to hold only base64url characters."""
+    """Decode canonical unpadded base64url (RFC 7515 §2); anything else, padding included, is refused
+    in the same C-level pass that decodes."""
     mask = _UNUSED_BITS_MASK.get(len(segment) % 4)
-    if mask is None or not segment or _ALPHABET.index(segment[-1]) & mask:
+    if mask is None or not segment or _ALPHABET.find(segment[-1]) & mask:  # -1 & mask: refused
         raise ValueError("not canonical base64url")
-    return binascii.a2b_base64(segment.translate(_TO_STANDARD) + b"=" * (-len(segment) % 4))
+    # binascii.Error is a ValueError.
+    return binascii.a2b_base64(segment.translate(_TO_STANDARD) + b"=" * (-len(segment) % 4), strict_mode=True)
 
 
 def b64url_decode(segment: str) -> bytes:
     """Decode canonical unpadded base64url (RFC 7515 §2)."""
-    raw = segment.encode("ascii", "replace")
-    if raw.translate(None, _ALPHABET):
-        raise ValueError("not base64url")
-    return decode_segment(raw)
+    return decode_segment(segment.encode("ascii", "replace"))
 
 
 def split_compact(token: str | bytes) -> tuple[bytes, bytes, bytes, bytes]:
     """Split a compact JWS (RFC 7515 §7.1) into header, payload, signing input and signature segments.
 
-    One C-level pass refuses anything but the base64url alphabet and exactly two dots, so the JSON
-    serialization, JWE (five segments) and stray whitespace or padding never get further.
+    Exactly three segments (so neither JWE's five nor the JSON serialization's one); their characters
+    are left to :func:`decode_segment`, which every segment goes through before it is trusted (a header
+    cached by its segment was decoded when it was first seen).
     """
     raw = token if isinstance(token, bytes) else token.encode("ascii", "replace")
-    if raw.translate(None, _ALPHABET) != b"..":
-        raise ValueError("not a compact JWS")
-    header, payload, signature = raw.split(b".")
+    header, payload, signature = raw.split(b".")  # ValueError unless exactly two dots
     return header, payload, raw[: len(header) + 1 + len(payload)], signature
 
 

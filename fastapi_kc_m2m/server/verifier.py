@@ -302,7 +302,7 @@ class TokenVerifier:
         try:
             if len(token) > self.settings.max_token_bytes:
                 raise InvalidToken("token too large")
-            raw = token.encode("utf-8", "surrogatepass")  # non-ASCII bytes never pass split_compact
+            raw = token.encode("utf-8", "surrogatepass")  # non-ASCII bytes never pass decode_segment
             digest = hashlib.sha256(raw).digest()
             verification = self._cache.get(digest)
             cached = verification is not None

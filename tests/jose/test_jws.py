@@ -37,3 +37,21 @@ def test_other_algorithms_go_through_joserfc(alg: str) -> None:
     signing_input, signature = _parts(issuer)
     assert signature_is_valid(signing_input, signature, alg, issuer.signing_key)
     assert not signature_is_valid(signing_input + b"x", signature, alg, issuer.signing_key)
+
+
+@pytest.mark.parametrize("junk", [" ", "\n", "\t", ".", "=", "+", "/", "!", "\u00e9", "\x00"])
+def test_b64url_decode_refuses_any_other_character(junk: str) -> None:
+    """Four of them keep the length a multiple of four: a lenient decoder would skip them and read "abc"."""
+    assert b64url_decode("YWJj") == b"abc"
+    with pytest.raises(ValueError, match="base64"):
+        b64url_decode(f"YW{junk * 4}Jj")
+
+
+@pytest.mark.parametrize("segment", ["", "YWJjZ", "YWI=", "YQ=="], ids=["empty", "length-4k+1", "padded", "padded-2"])
+def test_b64url_decode_refuses_empty_truncated_or_padded_segments(segment: str) -> None:
+    with pytest.raises(ValueError, match="base64"):
+        b64url_decode(segment)
+
+
+def test_b64url_decode_reads_both_url_safe_characters() -> None:
+    assert b64url_decode("-_8") == b"\xfb\xff"
