@@ -11,7 +11,9 @@ tokens from ``interop/server.mjs``. For each app it prints, per request:
   ``verification_timed``; on these paths it never suspends, so wall time is its own CPU time) and of the
   RSA signature check alone (the verifier's ``signature_is_valid``, wrapped by a timer in this process
   only);
-- the same two figures in process, in a tight loop over the same token (what ``verify.py`` measures);
+- the same two figures in process over the same token: back to back (what ``verify.py`` measures), each
+  after a request to the unprotected app, and each after the thread idled 50 us, as an event loop waiting
+  for requests does;
 - with ``--callgrind``, instructions per request under uvicorn: each app runs under ``valgrind
   --tool=callgrind``; after a warm-up ``callgrind_control`` zeroes the counters and dumps them after
   ``--requests`` sequential keep-alive requests. Instruction counts do not depend on the host's load.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import re
 import socket
@@ -31,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,6 +42,7 @@ import e2e  # benchmarks/ is on sys.path: this script's folder
 import httpx
 from fastapi import FastAPI
 from joserfc.jwk import Key
+from starlette.types import Message, Scope
 
 import fastapi_kc_m2m.server.verifier as verifier_module
 from fastapi_kc_m2m import KeycloakAuth, KeycloakAuthMiddleware, KeycloakSettings
@@ -156,20 +160,66 @@ def measure(issuer: e2e.InteropIssuer, options: argparse.Namespace) -> dict[str,
 
 
 def in_process(issuer: e2e.InteropIssuer) -> dict[str, float]:
-    """``authenticate`` and the signature check of one token, in a tight loop (cache off)."""
-    observer, signatures = TimingObserver(), timing_signatures()
+    """``authenticate`` and the signature check of one token in process (cache off): back to back, after
+    a request to the unprotected app (its ASGI callable awaited directly), and with the thread idle for
+    50 us before each verification, as a server's event loop waiting for the next request is."""
     settings = KeycloakSettings(
         server_url=issuer.server_url, realm=e2e.REALM, audience=e2e.AUDIENCE, token_cache_size=0, allow_http=True
     )
+    unprotected = e2e.create_app()  # BENCH_PROTECTED is unset in this process
+    cases: dict[str, Callable[[], Awaitable[None]]] = {
+        "back to back": _nothing,
+        "after a FastAPI request": functools.partial(_request, unprotected),
+        "after 50 us idle": _idle,
+    }
+    figures: dict[str, float] = {}
+    for case, between in cases.items():
+        observer, signatures = TimingObserver(), timing_signatures()
+        asyncio.run(_verify_repeatedly(KeycloakAuth(settings, observer=observer), issuer.token(), between))
+        figures[f"authenticate us, {case}"] = _median_us(observer.seconds[500:])
+        figures[f"signature us, {case}"] = _median_us(signatures[500:])
+    return figures
 
-    async def run() -> None:
-        token = issuer.token()
-        async with KeycloakAuth(settings, observer=observer) as auth:
-            for _ in range(3000):
-                await auth.verify(token)
 
-    asyncio.run(run())
-    return {"authenticate": _median_us(observer.seconds[500:]), "signature": _median_us(signatures[500:])}
+async def _verify_repeatedly(auth: KeycloakAuth, token: str, between: Callable[[], Awaitable[None]]) -> None:
+    async with auth:
+        for _ in range(3000):
+            await between()
+            await auth.verify(token)
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _idle() -> None:
+    time.sleep(50e-6)  # noqa: ASYNC251 - the idle core is what is measured
+
+
+async def _request(app: FastAPI) -> None:
+    """One GET of the app's route, its ASGI callable awaited directly; the answer is dropped."""
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": e2e.PATH,
+        "raw_path": e2e.PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        return None
+
+    await app(scope, receive, send)
 
 
 def callgrind(issuer: e2e.InteropIssuer, requests: int) -> dict[str, float]:
@@ -254,9 +304,9 @@ def report(figures: dict[str, dict[str, list[float]]], local: dict[str, float], 
         if name in counts:
             extra = f"   ({(counts[name] - base_ir) / 1000:+.0f}k)" if base_ir and name != "unprotected" else ""
             print(f"  {'instructions/request (callgrind)':34} {counts[name] / 1000:8.0f}k{extra}")
-    print("in process, tight loop, same token, cache off:")
+    print("in process, same token, cache off:")
     for figure, value in local.items():
-        print(f"  {figure + ' us':34} {value:9.1f}")
+        print(f"  {figure:40} {value:9.1f}")
 
 
 def main() -> None:
