@@ -2,8 +2,9 @@
 
 Starts its own redis-server (Debian's package) on a free loopback port. In process, interleaved rounds:
 ``TokenVerifier.authenticate`` of a cached DPoP-bound token with a fresh ES256 proof per request, with the
-replay store in memory and on Redis (``KC_M2M_REDIS_URL``: one ``SET NX PX`` per proof), and one loopback
-``SET NX PX`` with redis-py for reference. Target: Redis - memory <= that one loopback round trip.
+replay store in memory and on Redis (``KC_M2M_REDIS_URL``: one ``SET NX PX`` per proof), one loopback
+``SET NX PX`` with redis-py for reference, and the same through ``RedisStore.put_if_absent`` (what the
+store adds to the bare command). Target: Redis - memory <= that one loopback round trip.
 
 Memory: 10,000 distinct proofs with a 5 s window leave that many keys, and none once the window passed.
 
@@ -22,6 +23,7 @@ from redis.asyncio import Redis
 
 from fastapi_kc_m2m import RequestContext, TokenVerifier
 from fastapi_kc_m2m._jose.dpop import ProofKey, access_token_hash, make_proof
+from fastapi_kc_m2m.server.redis_store import RedisStore
 from fastapi_kc_m2m.testing import TestIssuer, generate_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -54,11 +56,20 @@ async def round_trip(client: Redis) -> float:
     return (time.perf_counter() - start) / PER_ROUND * 1e6
 
 
+async def store_put(store: RedisStore) -> float:
+    """One ``RedisStore.put_if_absent`` of a new key: the bare command plus what the store wraps it in."""
+    start = time.perf_counter()
+    for n in range(PER_ROUND):
+        await store.put_if_absent(f"{time.perf_counter_ns()}:{n}".encode(), {}, 60.0)
+    return (time.perf_counter() - start) / PER_ROUND * 1e6
+
+
 async def latency(server: RedisServer, rounds: int) -> None:
     issuer, key = TestIssuer(), generate_key("ES256")
     token = issuer.token(dpop_key=key, lifetime=3600)
     client = Redis(port=server.port)
-    results: dict[str, list[float]] = {"memory": [], "redis": [], "set": []}
+    store = RedisStore.from_url(server.url, prefix="bench:", timeout=1.0)
+    results: dict[str, list[float]] = {"memory": [], "redis": [], "set": [], "store": []}
     async with (
         TokenVerifier(issuer.settings(), transport=issuer.transport) as memory,
         TokenVerifier(issuer.settings(redis_url=server.url), transport=issuer.transport) as shared,
@@ -69,13 +80,17 @@ async def latency(server: RedisServer, rounds: int) -> None:
             results["memory"].append(await per_request(memory, contexts(key, token, PER_ROUND)))
             results["redis"].append(await per_request(shared, contexts(key, token, PER_ROUND)))
             results["set"].append(await round_trip(client))
+            results["store"].append(await store_put(store))
     await client.aclose()
+    await store.aclose()
     best = {name: min(values) for name, values in results.items()}
     print(f"best of {rounds} interleaved rounds of {PER_ROUND}")
     print(f"DPoP request, replay store in memory     {best['memory']:8.2f} us")
     print(f"DPoP request, replay store on Redis      {best['redis']:8.2f} us")
     print(f"  difference                             {best['redis'] - best['memory']:8.2f} us")
     print(f"one bare SET NX PX on loopback (ref.)    {best['set']:8.2f} us   (target: difference <= this)")
+    added = best["store"] - best["set"]
+    print(f"the same via RedisStore.put_if_absent    {best['store']:8.2f} us   (+{added:.2f} us)")
 
 
 async def bounded_memory(server: RedisServer) -> None:
