@@ -43,14 +43,14 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, sync_playwright
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from fastapi_kc_m2m import KeycloakResourceServer, cli
 from fastapi_kc_m2m._jose.dpop import Proof, ProofError, access_token_hash, check_proof
 from fastapi_kc_m2m._jose.x5t import certificate_thumbprint
-from fastapi_kc_m2m.testing import TestIssuer, TLSFiles
+from fastapi_kc_m2m.testing import TestIssuer, TLSFiles, serve_app
 
 API_URL = "http://api.test"
 #: ``algs`` of the DPoP challenge with the default KC_M2M_DPOP_ALGORITHMS (RFC 9449 §7.1).
@@ -644,3 +644,20 @@ def serving_directory(directory: Path) -> Iterator[str]:
         finally:
             server.shutdown()
             thread.join()
+
+
+@contextlib.contextmanager
+def token_endpoint_realm(name: str, token: Callable[[Request], Awaitable[Response]]) -> Iterator[str]:
+    """A realm ``name`` on loopback whose discovery document names one token endpoint, answered by
+    ``token``; yields the realm's issuer URL."""
+
+    async def discovery(request: Request) -> JSONResponse:
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse({"issuer": f"{base}/realms/{name}", "token_endpoint": f"{base}/token"})
+
+    routes = [
+        Route(f"/realms/{name}/.well-known/openid-configuration", discovery),
+        Route("/token", token, methods=["POST"]),
+    ]
+    with serve_app(Starlette(routes=routes)) as base_url:
+        yield f"{base_url}/realms/{name}"

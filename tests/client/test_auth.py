@@ -21,14 +21,14 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from fastapi_kc_m2m._idp.client_auth import load_private_key
 from fastapi_kc_m2m.client import ClientCredentialsAuth, ClientCredentialsError, jwks_endpoint, key_id
 from fastapi_kc_m2m.client.auth import _access_token
-from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, generate_key, loopback_socket, serve_app
-from tests.helpers import api_client
+from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, generate_key, loopback_socket
+from tests.helpers import api_client, token_endpoint_realm
 
 pytestmark = pytest.mark.anyio
 
@@ -304,10 +304,6 @@ def test_an_oversized_token_answer_is_an_invalid_response_for_sync_clients(issue
 def drip() -> Iterator[str]:
     """A realm whose discovery answers at once and whose token endpoint drips one byte per 0.2 s."""
 
-    async def discovery(request: Request) -> JSONResponse:
-        base = str(request.base_url).rstrip("/")
-        return JSONResponse({"issuer": f"{base}/realms/drip", "token_endpoint": f"{base}/token"})
-
     async def token(request: Request) -> StreamingResponse:
         async def body() -> AsyncIterator[bytes]:
             for _ in range(100):
@@ -316,12 +312,8 @@ def drip() -> Iterator[str]:
 
         return StreamingResponse(body(), media_type="application/json")
 
-    routes = [
-        Route("/realms/drip/.well-known/openid-configuration", discovery),
-        Route("/token", token, methods=["POST"]),
-    ]
-    with serve_app(Starlette(routes=routes)) as base_url:
-        yield f"{base_url}/realms/drip"
+    with token_endpoint_realm("drip", token) as issuer:
+        yield issuer
 
 
 def test_a_slow_drip_is_cut_at_the_deadline_for_sync_clients(drip: str, make_auth: Any) -> None:

@@ -9,15 +9,13 @@ from typing import Any
 import pytest
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from fastapi_kc_m2m.client import ClientCredentialsAuth, ClientCredentialsError
-from fastapi_kc_m2m.testing import FrozenClock, TestIssuer, serve_app
+from fastapi_kc_m2m.testing import FrozenClock, TestIssuer
 from tests.client.test_auth import API, SECRET, Api
-from tests.helpers import Spans
+from tests.helpers import Spans, token_endpoint_realm
 
 pytestmark = pytest.mark.anyio
 
@@ -87,19 +85,11 @@ def test_renewals_are_counted_by_reason(kc: TestIssuer, make_auth: Any, registry
 def odd_realm() -> Iterator[str]:
     """A realm whose token endpoint answers an error code outside RFC 6749 §5.2."""
 
-    async def discovery(request: Request) -> JSONResponse:
-        base = str(request.base_url).rstrip("/")
-        return JSONResponse({"issuer": f"{base}/realms/odd", "token_endpoint": f"{base}/token"})
-
     async def token(request: Request) -> JSONResponse:
         return JSONResponse({"error": f"made_up_{id(request)}"}, status_code=400)
 
-    routes = [
-        Route("/realms/odd/.well-known/openid-configuration", discovery),
-        Route("/token", token, methods=["POST"]),
-    ]
-    with serve_app(Starlette(routes=routes)) as base_url:
-        yield f"{base_url}/realms/odd"
+    with token_endpoint_realm("odd", token) as issuer:
+        yield issuer
 
 
 def test_an_unknown_error_code_is_counted_as_other(odd_realm: str, make_auth: Any, registry: CollectorRegistry) -> None:
