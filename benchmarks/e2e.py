@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,12 +57,16 @@ PYJWT = "PyJWT 2.15.1 + PyJWKClient"
 
 def create_app() -> FastAPI:
     """The app under test; ``BENCH_PROTECTED=1`` adds the middleware (settings from ``KC_M2M_*``)."""
-    if os.environ.get("BENCH_PROTECTED") != "1":
+    return build_app(KeycloakAuth() if os.environ.get("BENCH_PROTECTED") == "1" else None)
+
+
+def build_app(auth: KeycloakAuth | None, *, exclude_paths: Iterable[str] = ()) -> FastAPI:
+    """The one route measured, unprotected without ``auth``, else behind the middleware and its lifespan."""
+    if auth is None:
         app = FastAPI()
     else:
-        auth = KeycloakAuth()
         app = FastAPI(lifespan=auth.lifespan)
-        app.add_middleware(KeycloakAuthMiddleware, auth=auth)
+        app.add_middleware(KeycloakAuthMiddleware, auth=auth, exclude_paths=exclude_paths)
 
     @app.get(PATH)
     async def orders() -> dict[str, list[int]]:

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -48,19 +49,11 @@ async def per_request(verifier: TokenVerifier, batch: list[RequestContext]) -> f
     return (time.perf_counter() - start) / len(batch) * 1e6
 
 
-async def round_trip(client: Redis) -> float:
-    """One bare ``SET NX PX`` of a new key: the loopback round trip the Redis store adds."""
+async def per_put(put: Callable[[bytes], Awaitable[object]]) -> float:
+    """Microseconds per ``put`` of a new key: a bare ``SET NX PX``, or one through the store."""
     start = time.perf_counter()
     for n in range(PER_ROUND):
-        await client.set(f"bench:{time.perf_counter_ns()}:{n}", b"{}", nx=True, px=60_000)
-    return (time.perf_counter() - start) / PER_ROUND * 1e6
-
-
-async def store_put(store: RedisStore) -> float:
-    """One ``RedisStore.put_if_absent`` of a new key: the bare command plus what the store wraps it in."""
-    start = time.perf_counter()
-    for n in range(PER_ROUND):
-        await store.put_if_absent(f"{time.perf_counter_ns()}:{n}".encode(), {}, 60.0)
+        await put(f"bench:{time.perf_counter_ns()}:{n}".encode())
     return (time.perf_counter() - start) / PER_ROUND * 1e6
 
 
@@ -79,8 +72,8 @@ async def latency(server: RedisServer, rounds: int) -> None:
         for _ in range(rounds):
             results["memory"].append(await per_request(memory, contexts(key, token, PER_ROUND)))
             results["redis"].append(await per_request(shared, contexts(key, token, PER_ROUND)))
-            results["set"].append(await round_trip(client))
-            results["store"].append(await store_put(store))
+            results["set"].append(await per_put(lambda key: client.set(key, b"{}", nx=True, px=60_000)))
+            results["store"].append(await per_put(lambda key: store.put_if_absent(key, {}, 60.0)))
     await client.aclose()
     await store.aclose()
     best = {name: min(values) for name, values in results.items()}

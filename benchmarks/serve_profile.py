@@ -45,7 +45,7 @@ from joserfc.jwk import Key
 from starlette.types import Message, Scope
 
 import fastapi_kc_m2m.server.verifier as verifier_module
-from fastapi_kc_m2m import KeycloakAuth, KeycloakAuthMiddleware, KeycloakSettings
+from fastapi_kc_m2m import KeycloakAuth, KeycloakSettings
 from fastapi_kc_m2m._jose.jws import signature_is_valid
 from fastapi_kc_m2m.server.observer import LoggingObserver
 
@@ -85,13 +85,7 @@ def create_app() -> FastAPI:
     if os.environ.get("BENCH_PROTECTED") != "1":
         return e2e.create_app()
     observer, signatures = TimingObserver(), timing_signatures()
-    auth = KeycloakAuth(observer=observer)
-    app = FastAPI(lifespan=auth.lifespan)
-    app.add_middleware(KeycloakAuthMiddleware, auth=auth, exclude_paths=[STATS])
-
-    @app.get(e2e.PATH)
-    async def orders() -> dict[str, list[int]]:
-        return {"orders": [1, 2, 3]}
+    app = e2e.build_app(KeycloakAuth(observer=observer), exclude_paths=[STATS])
 
     @app.get(STATS)
     async def stats(reset: bool = False) -> dict[str, float]:
@@ -166,7 +160,7 @@ def in_process(issuer: e2e.InteropIssuer) -> dict[str, float]:
     settings = KeycloakSettings(
         server_url=issuer.server_url, realm=e2e.REALM, audience=e2e.AUDIENCE, token_cache_size=0, allow_http=True
     )
-    unprotected = e2e.create_app()  # BENCH_PROTECTED is unset in this process
+    unprotected = e2e.build_app(None)
     cases: dict[str, Callable[[], Awaitable[None]]] = {
         "back to back": _nothing,
         "after a FastAPI request": functools.partial(_request, unprotected),
